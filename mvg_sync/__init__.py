@@ -1,0 +1,1 @@
+"""mvg-sync: keeps Min vård Gävleborg (Clinic24) in step with Cosmic."""
