@@ -1,0 +1,344 @@
+"""The sync's own tables in the state store: outbox, Clinic24 record, holds, approvals.
+
+Crash safety rests on three facts kept here:
+1. every planned change is written to the outbox, with the exact payload it will send,
+   before anything is pushed, in one transaction;
+2. the record of what Clinic24 has changes only from an accepted answer, in the same
+   transaction that settles the outbox entry;
+3. planning converges the outbox to (desired − record): an open entry for the same key and
+   content is kept (so a retry re-sends identical bytes), anything else open is superseded.
+A crash between any two statements therefore leaves either the old or the new state, and the
+next run re-plans from the record, re-sending at most what Clinic24 may already have (which
+the API makes idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    change_id       VARCHAR PRIMARY KEY,   -- <plan_id>/<resource_type>/<key>
+    plan_id         VARCHAR NOT NULL,      -- extract id (or run id) the plan came from
+    resource_type   VARCHAR NOT NULL,      -- Appointment | ServiceRequest
+    key             VARCHAR NOT NULL,      -- booking id or basis id
+    change_kind     VARCHAR NOT NULL,      -- create rebook update cancel issue revoke complete
+    rule            VARCHAR,               -- rule id that caused it (R06 …)
+    content_hash    VARCHAR NOT NULL,
+    source_sequence BIGINT NOT NULL,
+    payload         VARCHAR NOT NULL,      -- the FHIR resource, JSON, sent as is
+    target_status   VARCHAR NOT NULL,      -- booked/cancelled/active/revoked/completed
+    target_start_at TIMESTAMPTZ,
+    target_unit     VARCHAR,
+    status          VARCHAR NOT NULL,      -- pending done held dead superseded
+    reason          VARCHAR,               -- why held/dead/superseded/stale (no patient data)
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_outcome    VARCHAR,
+    version         VARCHAR,
+    extracted_at    TIMESTAMPTZ,           -- when Cosmic extracted the drop (R11 latency)
+    created_at      TIMESTAMPTZ NOT NULL,
+    settled_at      TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS clinic24_record (
+    resource_type   VARCHAR NOT NULL,
+    key             VARCHAR NOT NULL,
+    status          VARCHAR NOT NULL,
+    start_at        TIMESTAMPTZ,
+    unit_hsa_id     VARCHAR,
+    content_hash    VARCHAR,
+    source_sequence BIGINT,
+    version         VARCHAR,
+    accepted_at     TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (resource_type, key)
+);
+CREATE TABLE IF NOT EXISTS holds (
+    resource_type VARCHAR NOT NULL,
+    key           VARCHAR NOT NULL,
+    unit_hsa_id   VARCHAR,
+    rule          VARCHAR NOT NULL,
+    reason        VARCHAR NOT NULL,
+    since         TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (resource_type, key)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    extract_id  VARCHAR PRIMARY KEY,
+    status      VARCHAR NOT NULL,          -- held | approved | superseded
+    cancels     BIGINT NOT NULL,
+    live        BIGINT NOT NULL,
+    reason      VARCHAR NOT NULL,
+    held_at     TIMESTAMPTZ NOT NULL,
+    approved_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS locations (
+    unit_hsa_id VARCHAR PRIMARY KEY,
+    fetched_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unit_departures (
+    key         VARCHAR PRIMARY KEY,       -- booking id whose unit left Clinic24 (R09)
+    unit_hsa_id VARCHAR NOT NULL,
+    noted_at    TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_runs (
+    run_id      VARCHAR PRIMARY KEY,
+    plan_id     VARCHAR,
+    as_of       TIMESTAMPTZ NOT NULL,
+    outcome     VARCHAR NOT NULL,
+    counts      VARCHAR NOT NULL,          -- JSON, counts only
+    finished_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+OPEN_STATUSES = ("pending", "held", "dead")
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the sync tables if they are missing (idempotent)."""
+    con.execute(SCHEMA)
+
+
+def load_record(con: duckdb.DuckDBPyConnection, resource_type: str) -> pl.DataFrame:
+    """What Clinic24 has accepted for one resource type, one row per key."""
+    return con.sql(
+        "SELECT key, status, start_at, unit_hsa_id, content_hash, source_sequence, version, accepted_at "
+        "FROM clinic24_record WHERE resource_type = $1",
+        params=[resource_type],
+    ).pl()
+
+
+def live_synced_count(con: duckdb.DuckDBPyConnection) -> int:
+    """Bookings Clinic24 holds as booked: the base of the mass-cancellation share."""
+    return con.execute(
+        "SELECT count(*) FROM clinic24_record WHERE resource_type = 'Appointment' AND status = 'booked'"
+    ).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class OutboxWrite:
+    """What one planning run did to the outbox."""
+
+    inserted: int
+    kept: int
+    superseded: int
+
+
+def write_plan(
+    con: duckdb.DuckDBPyConnection,
+    changes_by_type: dict[str, pl.DataFrame],
+    *,
+    plan_id: str,
+    now: datetime,
+) -> dict[str, OutboxWrite]:
+    """Converge the open outbox entries to the planned changes, in ONE transaction.
+
+    Each frame in `changes_by_type` (keyed by resource type) has: key, change_kind, rule,
+    content_hash, source_sequence, payload (JSON text), target_status, target_start_at,
+    target_unit, extracted_at. An open entry (pending or dead) with the same key and content
+    hash is kept as it is, so a retry sends the same bytes and a dead letter stays dead until
+    redriven; every other open entry of that resource type is superseded by this plan.
+    """
+    written: dict[str, OutboxWrite] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for resource_type, changes in changes_by_type.items():
+            written[resource_type] = _converge(con, changes, resource_type, plan_id, now)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return written
+
+
+def _converge(con, changes: pl.DataFrame, resource_type: str, plan_id: str, now: datetime) -> OutboxWrite:
+    rows = changes.select(
+        change_id=pl.lit(f"{plan_id}/{resource_type}/") + pl.col("key"),
+        plan_id=pl.lit(plan_id),
+        resource_type=pl.lit(resource_type),
+        key="key", change_kind="change_kind", rule="rule", content_hash="content_hash",
+        source_sequence="source_sequence", payload="payload", target_status="target_status",
+        target_start_at="target_start_at", target_unit="target_unit", extracted_at="extracted_at",
+    )
+    con.register("plan_rows", rows)
+    try:
+        kept = con.execute(
+            "SELECT count(*) FROM outbox o JOIN plan_rows p USING (resource_type, key) "
+            "WHERE o.status IN ('pending', 'dead') AND o.content_hash = p.content_hash"
+        ).fetchone()[0]
+        superseded = con.execute(
+            "UPDATE outbox SET status = 'superseded', reason = 'superseded by plan ' || ?, settled_at = ? "
+            "WHERE resource_type = ? AND status IN ('pending', 'held', 'dead') AND NOT ("
+            "  status IN ('pending', 'dead') AND EXISTS ("
+            "    SELECT 1 FROM plan_rows p WHERE p.key = outbox.key AND p.content_hash = outbox.content_hash))",
+            [plan_id, now, resource_type],
+        ).fetchone()[0]
+        inserted = con.execute(
+            "INSERT INTO outbox (change_id, plan_id, resource_type, key, change_kind, rule, content_hash, "
+            "  source_sequence, payload, target_status, target_start_at, target_unit, status, attempts, "
+            "  extracted_at, created_at) "
+            "SELECT change_id, plan_id, resource_type, key, change_kind, rule, content_hash, source_sequence, "
+            "  payload, target_status, target_start_at, target_unit, 'pending', 0, extracted_at, ? "
+            "FROM plan_rows p WHERE NOT EXISTS ("
+            "  SELECT 1 FROM outbox o WHERE o.resource_type = p.resource_type AND o.key = p.key "
+            "  AND o.content_hash = p.content_hash AND o.status IN ('pending', 'dead'))",
+            [now],
+        ).fetchone()[0]
+    finally:
+        con.unregister("plan_rows")
+    return OutboxWrite(inserted=inserted, kept=kept, superseded=superseded)
+
+
+def replace_holds(
+    con: duckdb.DuckDBPyConnection, holds: pl.DataFrame, *, resource_type: str, now: datetime
+) -> None:
+    """Replace the holds of one resource type (re-checked every run, R05/R12/R17…).
+
+    `holds` has key, unit_hsa_id, rule, reason; a hold that persists keeps its `since`.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("new_holds", holds.select("key", "unit_hsa_id", "rule", "reason"))
+        con.execute(
+            "DELETE FROM holds WHERE resource_type = ? AND key NOT IN (SELECT key FROM new_holds)",
+            [resource_type],
+        )
+        con.execute(
+            "INSERT INTO holds SELECT ?, key, unit_hsa_id, rule, reason, ? FROM new_holds "
+            "ON CONFLICT (resource_type, key) DO UPDATE SET rule = excluded.rule, reason = excluded.reason, "
+            "unit_hsa_id = excluded.unit_hsa_id",
+            [resource_type, now],
+        )
+        con.unregister("new_holds")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def pending_entries(con: duckdb.DuckDBPyConnection, resource_type: str | None = None) -> list[dict]:
+    """Open entries to push, oldest first, with their stored payloads."""
+    cur = con.execute(
+        "SELECT change_id, resource_type, key, payload FROM outbox WHERE status = 'pending' "
+        "AND (? IS NULL OR resource_type = ?) ORDER BY created_at, change_id",
+        [resource_type, resource_type],
+    )
+    return [
+        {"change_id": c, "resource_type": r, "key": k, "resource": json.loads(p)}
+        for c, r, k, p in cur.fetchall()
+    ]
+
+
+# How each client outcome settles an outbox entry. `rejected` is decided per entry below.
+_SETTLE_SQL = """
+UPDATE outbox SET
+    status = s.new_status, reason = s.reason, last_outcome = s.outcome, version = s.version,
+    attempts = outbox.attempts + 1,
+    settled_at = CASE WHEN s.new_status = 'pending' THEN NULL ELSE s.settled_at END
+FROM settled s WHERE outbox.change_id = s.change_id AND outbox.status = 'pending'
+"""
+
+_RECORD_SQL = """
+INSERT INTO clinic24_record
+SELECT o.resource_type, o.key, o.target_status, o.target_start_at, o.target_unit, o.content_hash,
+       o.source_sequence, s.version, s.settled_at
+FROM outbox o JOIN settled s USING (change_id)
+WHERE s.new_status = 'done' AND s.outcome = 'accepted'
+ON CONFLICT (resource_type, key) DO UPDATE SET
+    status = excluded.status, start_at = excluded.start_at, unit_hsa_id = excluded.unit_hsa_id,
+    content_hash = excluded.content_hash, source_sequence = excluded.source_sequence,
+    version = excluded.version, accepted_at = excluded.accepted_at
+"""
+
+
+def settle(con: duckdb.DuckDBPyConnection, outcomes: pl.DataFrame) -> None:
+    """Record one batch's answers: outbox status and, for accepted ones, the record.
+
+    `outcomes` has change_id, outcome, new_status, reason, version, settled_at — see
+    `mvg_sync.sync.push.classify`. One transaction per batch, so a crash loses at most the
+    answers of the batch in flight, which the next run re-sends identically.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("settled", outcomes)
+        con.execute(_RECORD_SQL)
+        con.execute(_SETTLE_SQL)
+        con.unregister("settled")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def redrive(con: duckdb.DuckDBPyConnection) -> int:
+    """Re-queue every dead letter; returns how many."""
+    return con.execute(
+        "UPDATE outbox SET status = 'pending', reason = 'redriven', attempts = 0, settled_at = NULL "
+        "WHERE status = 'dead'"
+    ).fetchone()[0]
+
+
+def approval_status(con: duckdb.DuckDBPyConnection, extract_id: str) -> str | None:
+    row = con.execute("SELECT status FROM approvals WHERE extract_id = ?", [extract_id]).fetchone()
+    return row[0] if row else None
+
+
+def hold_for_approval(
+    con: duckdb.DuckDBPyConnection, extract_id: str, *, cancels: int, live: int, reason: str, now: datetime
+) -> None:
+    con.execute(
+        "INSERT INTO approvals VALUES (?, 'held', ?, ?, ?, ?, NULL) ON CONFLICT (extract_id) DO NOTHING",
+        [extract_id, cancels, live, reason, now],
+    )
+
+
+def approve(con: duckdb.DuckDBPyConnection, extract_id: str, *, now: datetime) -> bool:
+    """Release a held drop; False when no such hold exists."""
+    updated = con.execute(
+        "UPDATE approvals SET status = 'approved', approved_at = ? WHERE extract_id = ? AND status = 'held'",
+        [now, extract_id],
+    ).fetchone()[0]
+    return updated > 0
+
+
+def supersede_other_approvals(con: duckdb.DuckDBPyConnection, extract_id: str) -> None:
+    """A newer snapshot makes older held drops moot."""
+    con.execute(
+        "UPDATE approvals SET status = 'superseded' WHERE status = 'held' AND extract_id <> ?",
+        [extract_id],
+    )
+
+
+def save_locations(con: duckdb.DuckDBPyConnection, hsa_ids: list[str], *, now: datetime) -> None:
+    con.execute("BEGIN TRANSACTION")
+    con.execute("DELETE FROM locations")
+    if hsa_ids:
+        con.executemany("INSERT INTO locations VALUES (?, ?)", [(h, now) for h in hsa_ids])
+    con.execute("COMMIT")
+
+
+def cached_locations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT unit_hsa_id FROM locations ORDER BY 1").fetchall()]
+
+
+def replace_unit_departures(con: duckdb.DuckDBPyConnection, departed: pl.DataFrame, *, now: datetime) -> None:
+    """Bookings not synced because their unit left Clinic24 (R09), for sync health."""
+    con.execute("BEGIN TRANSACTION")
+    con.execute("DELETE FROM unit_departures")
+    if departed.height:
+        con.register("departed", departed.select("key", "unit_hsa_id"))
+        con.execute("INSERT INTO unit_departures SELECT key, unit_hsa_id, ? FROM departed", [now])
+        con.unregister("departed")
+    con.execute("COMMIT")
+
+
+def record_run(
+    con: duckdb.DuckDBPyConnection, run_id: str, *, plan_id: str | None, as_of: datetime,
+    outcome: str, counts: dict, now: datetime,
+) -> None:
+    con.execute(
+        "INSERT OR REPLACE INTO sync_runs VALUES (?, ?, ?, ?, ?, ?)",
+        [run_id, plan_id, as_of, outcome, json.dumps(counts, sort_keys=True), now],
+    )

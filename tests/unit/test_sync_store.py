@@ -1,0 +1,109 @@
+"""The outbox and record: convergence, settlement, redrive (issue 4, crash-safety basis)."""
+
+from datetime import UTC, datetime
+
+import duckdb
+import polars as pl
+import pytest
+
+from mvg_sync.sync import store
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = duckdb.connect(str(tmp_path / "state.duckdb"))
+    store.ensure_schema(c)
+    yield c
+    c.close()
+
+
+CHANGE_SCHEMA = {
+    "key": pl.Utf8, "change_kind": pl.Utf8, "rule": pl.Utf8, "content_hash": pl.Utf8,
+    "source_sequence": pl.Int64, "payload": pl.Utf8, "target_status": pl.Utf8,
+    "target_start_at": pl.Datetime("us", "UTC"), "target_unit": pl.Utf8, "extracted_at": pl.Datetime("us", "UTC"),
+}
+
+
+def changes(*rows):
+    return pl.DataFrame(
+        [
+            {
+                "key": key, "change_kind": kind, "rule": "R06", "content_hash": h,
+                "source_sequence": 1, "payload": '{"resourceType": "Appointment"}',
+                "target_status": "booked", "target_start_at": NOW, "target_unit": "SE2321000198-HC0001",
+                "extracted_at": NOW,
+            }
+            for key, kind, h in rows
+        ],
+        schema=CHANGE_SCHEMA,
+    )
+
+
+def statuses(con):
+    return dict(con.execute("SELECT change_id, status FROM outbox ORDER BY 1").fetchall())
+
+
+def settled(change_id, outcome, new_status, version="1", reason=None):
+    return pl.DataFrame(
+        {"change_id": [change_id], "outcome": [outcome], "new_status": [new_status], "reason": [reason],
+         "version": [version], "settled_at": [NOW]},
+        schema_overrides={"settled_at": pl.Datetime("us", "UTC"), "reason": pl.Utf8},
+    )
+
+
+def test_plan_is_written_before_push_and_replan_keeps_same_content(con):
+    w = store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
+    assert w["Appointment"].inserted == 1
+    w = store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run2", now=NOW)
+    assert (w["Appointment"].inserted, w["Appointment"].kept, w["Appointment"].superseded) == (0, 1, 0)
+    assert statuses(con) == {"run1/Appointment/b1": "pending"}
+
+
+def test_replan_with_new_content_supersedes_the_old_entry(con):
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h2"))}, plan_id="run2", now=NOW)
+    assert statuses(con) == {"run1/Appointment/b1": "superseded", "run2/Appointment/b1": "pending"}
+    assert [e["change_id"] for e in store.pending_entries(con)] == ["run2/Appointment/b1"]
+
+
+def test_a_change_no_longer_planned_is_superseded(con):
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
+    store.write_plan(con, {"Appointment": changes()}, plan_id="run2", now=NOW)
+    assert statuses(con) == {"run1/Appointment/b1": "superseded"}
+
+
+def test_accepted_answer_updates_the_record_in_the_same_transaction(con):
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
+    store.settle(con, settled("run1/Appointment/b1", "accepted", "done"))
+    record = store.load_record(con, "Appointment")
+    assert record.select("key", "status", "content_hash").rows() == [("b1", "booked", "h1")]
+    assert statuses(con) == {"run1/Appointment/b1": "done"}
+    assert store.live_synced_count(con) == 1
+
+
+def test_transient_answer_leaves_entry_pending_and_record_untouched(con):
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
+    store.settle(con, settled("run1/Appointment/b1", "transient", "pending", version=None))
+    assert statuses(con) == {"run1/Appointment/b1": "pending"}
+    assert store.load_record(con, "Appointment").height == 0
+    assert con.execute("SELECT attempts FROM outbox").fetchone()[0] == 1
+
+
+def test_dead_letter_stays_dead_until_redrive(con):
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
+    store.settle(con, settled("run1/Appointment/b1", "rejected", "dead", version=None, reason="422 invalid"))
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run2", now=NOW)
+    assert statuses(con) == {"run1/Appointment/b1": "dead"}
+    assert store.pending_entries(con) == []
+    assert store.redrive(con) == 1
+    assert [e["key"] for e in store.pending_entries(con)] == ["b1"]
+
+
+def test_approval_hold_and_release(con):
+    store.hold_for_approval(con, "20261126T080500-000123", cancels=900, live=1000, reason="x", now=NOW)
+    assert store.approval_status(con, "20261126T080500-000123") == "held"
+    assert store.approve(con, "20261126T080500-000123", now=NOW)
+    assert store.approval_status(con, "20261126T080500-000123") == "approved"
+    assert not store.approve(con, "nope", now=NOW)
