@@ -149,11 +149,15 @@ def build_appointment(row: Mapping[str, Any], *, source_sequence: int) -> dict:
         {"url": EXT_VISIT_TYPE, "valueString": _required(row, "visit_type", f"booking {key}")},
         {
             "url": EXT_MAY_REBOOK,
-            "valueBoolean": _flag(row.get("patient_may_rebook"), f"booking {key}", "patient_may_rebook"),
+            "valueBoolean": _flag(
+                row.get("patient_may_rebook"), f"booking {key}", "patient_may_rebook"
+            ),
         },
         {
             "url": EXT_MAY_CANCEL,
-            "valueBoolean": _flag(row.get("patient_may_cancel"), f"booking {key}", "patient_may_cancel"),
+            "valueBoolean": _flag(
+                row.get("patient_may_cancel"), f"booking {key}", "patient_may_cancel"
+            ),
         },
         {
             "url": EXT_CHANGE_DEADLINE,
@@ -182,9 +186,7 @@ def build_appointment(row: Mapping[str, Any], *, source_sequence: int) -> dict:
         "extension": extensions,
     }
     if status == "cancelled":
-        resource["cancelationReason"] = {
-            "text": _required(row, "cancel_reason", f"booking {key}")
-        }
+        resource["cancelationReason"] = {"text": _required(row, "cancel_reason", f"booking {key}")}
     booking_info = row.get("booking_info")
     if booking_info:
         resource["comment"] = booking_info
@@ -225,7 +227,9 @@ def build_service_request(row: Mapping[str, Any], *, source_sequence: int) -> di
         "status": status,
         "intent": "order",
         "code": {
-            "coding": [{"system": CARE_SERVICE_SYSTEM, "code": _required(row, "care_service", label)}]
+            "coding": [
+                {"system": CARE_SERVICE_SYSTEM, "code": _required(row, "care_service", label)}
+            ]
         },
         "performerType": {
             "coding": [{"system": ROLE_SYSTEM, "code": _required(row, "clinic24_role", label)}]

@@ -96,7 +96,8 @@ def test_appointment_local_offset_is_plus_one_in_winter():
 
 def test_appointment_local_offset_is_plus_two_in_summer():
     row = appointment_row(
-        start_at=datetime(2026, 6, 10, 7, 0, tzinfo=UTC), end_at=datetime(2026, 6, 10, 7, 20, tzinfo=UTC)
+        start_at=datetime(2026, 6, 10, 7, 0, tzinfo=UTC),
+        end_at=datetime(2026, 6, 10, 7, 20, tzinfo=UTC),
     )
     res = build_appointment(row, source_sequence=1)
     assert res["start"] == "2026-06-10T09:00:00+02:00"
@@ -168,7 +169,9 @@ def test_r05_missing_role_is_refused_not_guessed():
 @pytest.mark.parametrize("kind", ["digital", "physical"])
 def test_r04_appointment_type_carries_visit_kind(kind):
     res = build_appointment(appointment_row(visit_kind=kind), source_sequence=1)
-    assert res["appointmentType"] == {"coding": [{"system": "urn:clinic24:visit-kind", "code": kind}]}
+    assert res["appointmentType"] == {
+        "coding": [{"system": "urn:clinic24:visit-kind", "code": kind}]
+    }
     Appointment.model_validate(res)
 
 
@@ -231,7 +234,10 @@ def test_appointment_practitioner_is_optional():
 
 
 def test_appointment_comment_is_booking_info_or_absent():
-    assert build_appointment(appointment_row(), source_sequence=1)["comment"] == "Ta med blodsockerdagbok"
+    assert (
+        build_appointment(appointment_row(), source_sequence=1)["comment"]
+        == "Ta med blodsockerdagbok"
+    )
     assert "comment" not in build_appointment(appointment_row(booking_info=None), source_sequence=1)
     assert "comment" not in build_appointment(appointment_row(booking_info=""), source_sequence=1)
 
@@ -323,15 +329,21 @@ def test_r05_service_request_code_and_performer_type():
     res = build_service_request(ticket_row(), source_sequence=1)
     assert res["code"] == {
         "coding": [
-            {"system": "urn:cosmic:gavleborg:vardtjanst", "code": "Specialistvård|mottagning|läkare|kardiologi"}
+            {
+                "system": "urn:cosmic:gavleborg:vardtjanst",
+                "code": "Specialistvård|mottagning|läkare|kardiologi",
+            }
         ]
     }
-    assert res["performerType"] == {"coding": [{"system": "urn:clinic24:role", "code": "kardiolog"}]}
+    assert res["performerType"] == {
+        "coding": [{"system": "urn:clinic24:role", "code": "kardiolog"}]
+    }
 
 
 def test_r13_service_request_subject_samordningsnummer():
     res = build_service_request(
-        ticket_row(patient_id="195811843266", patient_id_kind="samordningsnummer"), source_sequence=1
+        ticket_row(patient_id="195811843266", patient_id_kind="samordningsnummer"),
+        source_sequence=1,
     )
     assert res["subject"] == {
         "type": "Patient",
