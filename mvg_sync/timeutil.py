@@ -20,3 +20,8 @@ def resolve_as_of(value: str | datetime | None) -> datetime:
     if value.tzinfo is None:
         raise ValueError("as_of must carry a UTC offset, e.g. 2026-11-26T08:00:00+01:00")
     return value.astimezone(STOCKHOLM)
+
+
+def utc_now() -> datetime:
+    """The wall clock, for event timestamps (acceptance, settlement), never for rules."""
+    return datetime.now(tz=UTC)

@@ -1,0 +1,67 @@
+"""Sync health figures from the state store: latency (R11), holds, dead letters. Counts only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+
+def latency_since(con: duckdb.DuckDBPyConnection, since: datetime) -> dict:
+    """R11: seconds from a drop's `extracted_at` to Clinic24's acceptance, for changes accepted since `since`."""
+    row = con.execute(
+        "SELECT count(*), quantile_cont(s, 0.5), quantile_cont(s, 0.95), max(s) FROM ("
+        "  SELECT epoch(settled_at) - epoch(extracted_at) AS s FROM outbox "
+        "  WHERE status = 'done' AND last_outcome = 'accepted' AND settled_at >= ?)",
+        [since],
+    ).fetchone()
+    count, p50, p95, worst = row
+    return {
+        "accepted": int(count),
+        "p50_s": round(p50, 1) if p50 is not None else None,
+        "p95_s": round(p95, 1) if p95 is not None else None,
+        "max_s": round(worst, 1) if worst is not None else None,
+    }
+
+
+def open_items(con: duckdb.DuckDBPyConnection) -> dict:
+    """Counts of what is not accepted yet, by state and reason (no patient data)."""
+    outbox = con.execute(
+        "SELECT status, resource_type, coalesce(reason, ''), count(*) FROM outbox "
+        "WHERE status IN ('pending', 'held', 'dead') GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    holds = con.execute(
+        "SELECT resource_type, rule, reason, count(*) FROM holds GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    approvals = con.execute(
+        "SELECT extract_id, cancels, live, reason FROM approvals WHERE status = 'held' ORDER BY 1"
+    ).fetchall()
+    departed = con.execute("SELECT count(*) FROM unit_departures").fetchone()[0]
+    return {
+        "outbox": [
+            {"status": s, "resource_type": r, "reason": why, "count": n} for s, r, why, n in outbox
+        ],
+        "holds": [{"resource_type": r, "rule": rule, "reason": why, "count": n} for r, rule, why, n in holds],
+        "awaiting_approval": [
+            {"extract_id": e, "cancels": c, "live": live, "reason": why} for e, c, live, why in approvals
+        ],
+        "unit_left_clinic24": departed,
+    }
+
+
+def open_items_markdown(items: dict) -> str:
+    """The open items as a short markdown page for the Prefect UI."""
+    lines = ["# Open items", ""]
+    if items["awaiting_approval"]:
+        lines += ["## Awaiting approval (mass-cancellation guard)", ""]
+        lines += [
+            f"- `{a['extract_id']}`: {a['reason']} — run `mvg-sync approve {a['extract_id']}`"
+            for a in items["awaiting_approval"]
+        ]
+        lines.append("")
+    lines += ["## Held (not pushed, re-checked every run)", "", "| resource | rule | reason | count |", "|---|---|---|---|"]
+    lines += [f"| {h['resource_type']} | {h['rule']} | {h['reason']} | {h['count']} |" for h in items["holds"]]
+    lines += ["", "## Outbox", "", "| status | resource | reason | count |", "|---|---|---|---|"]
+    lines += [f"| {o['status']} | {o['resource_type']} | {o['reason']} | {o['count']} |" for o in items["outbox"]]
+    lines += ["", f"Bookings not synced because their unit left Clinic24 (R09): {items['unit_left_clinic24']}"]
+    return "\n".join(lines)
