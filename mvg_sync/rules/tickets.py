@@ -22,6 +22,13 @@ record (what Clinic24 has accepted) and `as_of`. Decisions the rules leave open:
   `basis_id` is the basis) says `Bokning via webbtidbok`, otherwise `revoke`. Without a
   bookings frame a basis that has a booking is deferred (no change, reason in the report). No
   record or a record that is not active -> nothing (no blind revoke; once ended, nothing more).
+  A basis put back on the waiting list after its ticket ended (R27) gets no second ticket.
+- Changes carry `authored_at` = `as_of` (UTC). An issue's `issue_date` is the local date of
+  `as_of`; a revoke/complete keeps the ticket's period by using the local date its issue was
+  accepted (record `accepted_at`, clamped to the monitoring date). A revoke for a vanished basis
+  has only `basis_id`, `status`, `issue_date` and `authored_at`: the snapshot no longer holds
+  the rest, so the push must take it from the last accepted ticket.
+- `is_acute` plays no part: the rules do not mention it.
 """
 
 from __future__ import annotations
@@ -180,11 +187,14 @@ def _blank(column: str) -> pl.Expr:
     return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
 
 
-def _require(frame: pl.DataFrame, name: str, columns: Collection[str]) -> None:
+def _require(
+    frame: pl.DataFrame, name: str, columns: Collection[str], *, unique_basis: bool = False
+) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing}")
-    if "basis_id" in columns and name in ("booking_bases", "ticket_record"):
+    # Two rows for one basis would make two tickets for it (R16); basis ids are no patient data.
+    if unique_basis:
         duplicated = frame.filter(pl.col("basis_id").is_duplicated())["basis_id"].unique()
         if len(duplicated):
             raise ValueError(f"{name} has duplicate basis ids {sorted(duplicated.to_list())[:5]}")
@@ -306,10 +316,11 @@ def plan_tickets(
             "booked_start_at",
             "referral_id",
         ),
+        unique_basis=True,
     )
     _require(care_services, "care_services", ("care_service", "is_web_bookable", "clinic24_role"))
     _require(units, "units", ("unit_hsa_id", "care_level"))
-    _require(ticket_record, "ticket_record", ("basis_id", "status"))
+    _require(ticket_record, "ticket_record", ("basis_id", "status"), unique_basis=True)
     if bookings is not None:
         _require(bookings, "bookings", ("booking_id", "booking_info"))
 

@@ -745,3 +745,8 @@ def test_r16_r19_whole_lifecycle_is_idempotent() -> None:
     assert state.select("basis_id", "status").rows() == [("B1", "completed")]
     for later in (as_of + timedelta(days=1), as_of + timedelta(days=20)):
         assert plan(booked_frame, later, state, booked).changes.is_empty()
+
+
+def test_r16_duplicate_record_rows_are_refused() -> None:
+    with pytest.raises(ValueError, match="ticket_record has duplicate basis ids"):
+        plan(bases(basis()), local(2026, 6, 10, 8, 0), record(active("B1"), active("B1")))
