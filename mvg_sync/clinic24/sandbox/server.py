@@ -1,0 +1,105 @@
+"""Starts the Clinic24 sandbox (`mvg-sync sandbox`, or `python -m mvg_sync.clinic24.sandbox.server`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+log = logging.getLogger("mvg_sync.sandbox")
+
+# Environment read when the server starts (never at import): fault settings as a JSON object.
+FAULTS_ENV = "CLINIC24_SANDBOX_FAULTS"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mvg_sync.clinic24.sandbox.server", description=__doc__)
+    p.add_argument("--port", type=int, default=8024, help="0 picks a free port (see --port-file)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--units", help="';'-separated CSV with a column EnhetHSAID")
+    p.add_argument("--guardians", help="CSV with a column Personnummer (children with a primary guardian)")
+    p.add_argument("--state-file", help="SQLite file (default: $MVG_STATE_DIR/clinic24-sandbox.sqlite)")
+    p.add_argument("--port-file", help="write the bound port here once listening")
+    p.add_argument("--faults", help="JSON object of fault settings (as POST /_control/faults)")
+    p.add_argument("--fail-before-share", type=float)
+    p.add_argument("--fail-after-share", type=float)
+    p.add_argument("--throttle-share", type=float)
+    p.add_argument("--latency-ms", type=int)
+    p.add_argument("--no-rate-limit", action="store_true")
+    p.add_argument("--token-ttl", type=float, help="token lifetime in seconds (default 300)")
+    p.add_argument("--seed", type=int, help="seed for random fault injection")
+    return p
+
+
+def _faults(args: argparse.Namespace) -> dict:
+    faults: dict = json.loads(os.environ.get(FAULTS_ENV) or "{}")
+    if getattr(args, "faults", None):
+        faults.update(json.loads(args.faults))
+    for flag, key in (
+        ("fail_before_share", "fail_before_share"),
+        ("fail_after_share", "fail_after_share"),
+        ("throttle_share", "throttle_share"),
+        ("latency_ms", "latency_ms"),
+        ("token_ttl", "token_ttl_s"),
+        ("seed", "seed"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            faults[key] = value
+    if getattr(args, "no_rate_limit", False):
+        faults["rate_limit"] = False
+    return faults
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the sandbox until stopped; `args` needs port, host, units, guardians (the CLI's)."""
+    import uvicorn
+
+    from mvg_sync.clinic24.sandbox.app import SandboxConfig, create_app
+    from mvg_sync.clinic24.sandbox.seeds import load_guardians, load_units
+    from mvg_sync.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+    state_file = Path(getattr(args, "state_file", None) or settings.state_dir / "clinic24-sandbox.sqlite")
+    units = load_units(Path(args.units)) if args.units else None
+    guardians = None
+    if args.guardians:
+        guardians, invalid = load_guardians(Path(args.guardians))
+        if invalid:
+            log.warning("guardians file: %d rows with an invalid personnummer skipped (rows %s)", len(invalid), invalid[:20])
+    secret = settings.clinic24_client_secret
+    config = SandboxConfig(
+        state_file=state_file,
+        client_id=settings.clinic24_client_id or SANDBOX_CLIENT_ID,
+        client_secret=secret.get_secret_value() if secret else SANDBOX_CLIENT_SECRET,
+        units=units,
+        guardians=guardians,
+        faults=_faults(args),
+    )
+    app = create_app(config)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    port_file = getattr(args, "port_file", None)
+    if port_file:
+        tmp = Path(f"{port_file}.tmp")
+        tmp.write_text(str(port))
+        tmp.replace(port_file)
+    log.info("Clinic24 sandbox on http://%s:%d (state %s, %d units)", args.host, port, state_file, len(app.state.sandbox.store.units))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.state.sandbox.store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args()))
