@@ -1,0 +1,101 @@
+"""booking_sync: ingest Cosmic drops, plan, guard, push to Clinic24, record (issues 4 and 5)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from prefect import flow, runtime
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.states import Failed
+from tasks.ingest import ingest_drops
+
+from mvg_sync.settings import load_settings
+from mvg_sync.sync import cycle, store
+from mvg_sync.timeutil import resolve_as_of, utc_now
+from tasks.sync import (
+    check_child_guardians,
+    draft_booking_plan,
+    draft_ticket_plan,
+    fetch_clinic24_units,
+    mass_cancellation_guard,
+    publish_run_summary,
+    push_outbox,
+    write_outbox,
+)
+
+APPROVAL_TIMEOUT_S = 4 * 3600
+
+
+class MassCancellationApproval(RunInput):
+    """The form operations fill in to release a drop held by the guard."""
+
+    approve: bool
+    approved_by: str
+
+
+@flow(name="booking_sync", flow_run_name="booking-sync {as_of}")
+def booking_sync(as_of: str | None = None) -> dict:
+    """One cycle: ingest → validate → plan → guard → push → record.
+
+    `as_of` (ISO date-time with offset) is "now" for due dates and ages; default: the wall
+    clock. Returns a patient-free summary; a drop held for approval ends the run Failed with
+    a message saying which drop and how to release it (exit status 3 on the command line).
+    """
+    settings = load_settings()
+    now = resolve_as_of(as_of)
+    started = utc_now()
+    run_id = uuid.uuid4().hex[:12]
+    summary: dict = {"run_id": run_id, "as_of": now, "outcome": "done", "steps": {}}
+
+    summary["steps"]["ingest"] = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
+    units = fetch_clinic24_units(settings)
+    bookings = draft_booking_plan(settings.state_dir, units, now)
+    if bookings is None:
+        summary["outcome"] = "nothing to do"
+        publish_run_summary(settings.state_dir, run_id, summary, started)
+        return summary
+    summary["extract_id"] = bookings.snapshot.extract_id
+
+    bookings = check_child_guardians(bookings, settings)
+    guard = mass_cancellation_guard(bookings, settings)
+    summary["steps"]["guard"] = {"cancels": guard.cancels, "live": guard.live, "held": int(guard.held)}
+    if guard.held and not _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id):
+        summary["outcome"] = "held"
+        publish_run_summary(settings.state_dir, run_id, summary, started)
+        return Failed(
+            message=(
+                f"Drop {bookings.snapshot.extract_id} held for approval: {guard.reason}. "
+                f"Release it with `mvg-sync approve {bookings.snapshot.extract_id}`."
+            ),
+            data=summary,
+        )
+
+    tickets = draft_ticket_plan(settings.state_dir, units, now)
+    summary["steps"]["plan"] = write_outbox(settings.state_dir, run_id, bookings, tickets, bookings.snapshot)
+    summary["steps"]["plan"]["holds"] = {"bookings": bookings.holds.height,
+                                         "tickets": tickets.holds.height if tickets else 0}
+    summary["steps"]["push"] = push_outbox(settings)
+    summary.update(publish_run_summary(settings.state_dir, run_id, summary, started))
+    return summary
+
+
+def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:
+    """In a deployment, pause for an operator's approval instead of failing the run.
+
+    Outside a deployment (the command line) there is nobody to ask: the run ends held and
+    `mvg-sync approve` releases the drop for the next run.
+    """
+    if not runtime.deployment.id:
+        return False
+    answer = pause_flow_run(
+        wait_for_input=MassCancellationApproval, timeout=APPROVAL_TIMEOUT_S, key=f"approve-{extract_id}"
+    )
+    if not answer.approve:
+        return False
+    con = cycle.open_state(state_dir)
+    try:
+        return store.approve(con, extract_id, now=utc_now())
+    finally:
+        con.close()

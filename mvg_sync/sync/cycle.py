@@ -1,0 +1,370 @@
+"""The steps of one sync cycle as plain functions: draft, guard, commit, push (issue 4, 5).
+
+The Prefect tasks in `tasks/sync.py` wrap these one to one; the rules themselves live in
+`mvg_sync.rules`. Each step opens its own DuckDB connection from a state folder and takes
+the Clinic24 client as an argument only where it talks to Clinic24.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
+from mvg_sync.clinic24.payloads import build_appointment, build_service_request
+from mvg_sync.rules import booking_plan, booking_scope, tickets
+from mvg_sync.sync import store
+from mvg_sync.timeutil import STOCKHOLM
+
+log = logging.getLogger(__name__)
+
+APPOINTMENT = "Appointment"
+SERVICE_REQUEST = "ServiceRequest"
+GUARDIAN_DIAGNOSTICS = "primary-guardian-missing"
+HOLD_COLUMNS = {"key": pl.Utf8, "unit_hsa_id": pl.Utf8, "rule": pl.Utf8, "reason": pl.Utf8}
+
+
+def open_state(state_dir: Path) -> duckdb.DuckDBPyConnection:
+    """The state store with the sync's tables present."""
+    from mvg_sync.state import connect
+
+    con = connect(state_dir)
+    store.ensure_schema(con)
+    return con
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """The accepted drop whose snapshot the plan is made from."""
+
+    extract_id: str
+    sequence: int
+    extracted_at: datetime
+    window_from: date
+    window_to: date
+
+
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> SnapshotRef | None:
+    """The drop behind the latest accepted bookings snapshot, or None before the first."""
+    row = con.execute(
+        "SELECT d.extract_id, d.sequence, d.extracted_at, d.window_from, d.window_to "
+        "FROM snapshot_pointer p JOIN drops d USING (extract_id) WHERE p.dataset = 'bookings'"
+    ).fetchall()
+    if not row:
+        return None
+    extract_id, sequence, extracted_at, window_from, window_to = row[0]
+    return SnapshotRef(extract_id, int(sequence), extracted_at, window_from, window_to)
+
+
+def _holds(frame: pl.DataFrame | None, key: str) -> pl.DataFrame:
+    if frame is None or frame.height == 0:
+        return pl.DataFrame(schema=HOLD_COLUMNS)
+    return frame.select(
+        pl.col(key).alias("key"),
+        pl.col("unit_hsa_id") if "unit_hsa_id" in frame.columns else pl.lit(None, pl.Utf8).alias("unit_hsa_id"),
+        pl.col("rule"),
+        pl.col("reason"),
+    )
+
+
+@dataclass
+class BookingDraft:
+    """A booking plan before the guardian check and the guard: nothing written yet."""
+
+    snapshot: SnapshotRef
+    changes: pl.DataFrame
+    holds: pl.DataFrame
+    unit_left: pl.DataFrame
+    guardian_candidates: pl.DataFrame
+    counts: dict = field(default_factory=dict)
+
+
+def draft_booking_plan(
+    state_dir: Path, clinic24_units: Collection[str], *, as_of: datetime
+) -> BookingDraft | None:
+    """R01–R12: desired Clinic24 state from the newest snapshot, minus what Clinic24 has."""
+    from mvg_sync.state import load_snapshot
+
+    con = open_state(state_dir)
+    try:
+        snapshot = current_snapshot(con)
+        if snapshot is None:
+            return None
+        record = store.load_record(con, APPOINTMENT).rename({"key": "booking_id"})
+    finally:
+        con.close()
+    bookings = load_snapshot(state_dir, "bookings")
+    care_services = load_snapshot(state_dir, "care_services")
+    scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units)
+    departed = set(record.get_column("unit_hsa_id").unique().drop_nulls()) - set(clinic24_units)
+    plan = booking_plan.plan_booking_changes(
+        scope.desired,
+        bookings.get_column("booking_id"),
+        record,
+        window_from=snapshot.window_from,
+        window_to=snapshot.window_to,
+        departed_units=departed,
+    )
+    candidates = booking_plan.children_needing_guardian(plan.changes, today=as_of.astimezone(STOCKHOLM).date())
+    return BookingDraft(
+        snapshot=snapshot,
+        changes=plan.changes,
+        holds=_holds(scope.held, "booking_id"),
+        unit_left=plan.unit_left,
+        guardian_candidates=candidates.select("patient_id", "patient_id_kind").unique(),
+        counts={
+            "bookings_in_snapshot": bookings.height,
+            "desired": scope.desired.height,
+            "out_of_scope": scope.out_of_scope.height,
+        },
+    )
+
+
+def check_guardians(draft: BookingDraft, client: Clinic24Client) -> pl.DataFrame:
+    """R12: ask Clinic24 whether each child in the draft has a primary guardian."""
+    rows = [
+        {"patient_id": pid, "has_primary_guardian": client.has_primary_guardian(pid, kind)}
+        for pid, kind in draft.guardian_candidates.iter_rows()
+    ]
+    return pl.DataFrame(rows, schema={"patient_id": pl.Utf8, "has_primary_guardian": pl.Boolean})
+
+
+def apply_guardians(draft: BookingDraft, has_guardian: pl.DataFrame) -> BookingDraft:
+    """R12: children's digital visits without a guardian are held, the rest go on."""
+    changes, held = booking_plan.apply_guardian_check(draft.changes, has_guardian)
+    draft.changes = changes
+    draft.holds = pl.concat([draft.holds, _holds(held, "booking_id")], how="vertical_relaxed")
+    return draft
+
+
+@dataclass(frozen=True)
+class GuardOutcome:
+    """Whether the mass-cancellation guard lets this plan through."""
+
+    held: bool
+    approved: bool
+    cancels: int
+    live: int
+    reason: str
+
+
+def apply_guard(
+    state_dir: Path, draft: BookingDraft, *, max_share: float, floor: int, now: datetime
+) -> GuardOutcome:
+    """Hold a drop that would cancel too much until `mvg-sync approve <extract_id>`."""
+    con = open_state(state_dir)
+    try:
+        live = store.live_synced_count(con)
+        decision = booking_plan.guard_mass_cancellation(
+            draft.changes, live, max_share=max_share, floor=floor
+        )
+        extract_id = draft.snapshot.extract_id
+        store.supersede_other_approvals(con, extract_id)
+        if not decision.hold:
+            return GuardOutcome(False, False, decision.cancels, live, decision.reason)
+        if store.approval_status(con, extract_id) == "approved":
+            return GuardOutcome(False, True, decision.cancels, live, decision.reason)
+        store.hold_for_approval(con, extract_id, cancels=decision.cancels, live=live, reason=decision.reason, now=now)
+        log.warning("Drop %s held for approval: %s", extract_id, decision.reason)
+        return GuardOutcome(True, False, decision.cancels, live, decision.reason)
+    finally:
+        con.close()
+
+
+@dataclass
+class TicketDraft:
+    """A ticket plan (R14–R19): changes to push and bases that get no ticket, with reasons."""
+
+    changes: pl.DataFrame
+    holds: pl.DataFrame
+    counts: dict = field(default_factory=dict)
+
+
+def draft_ticket_plan(
+    state_dir: Path, clinic24_units: Collection[str], *, as_of: datetime
+) -> TicketDraft | None:
+    """R14–R19 from the newest booking-basis snapshot and the ticket record."""
+    from mvg_sync.state import load_snapshot
+
+    bases = load_snapshot(state_dir, "booking_bases")
+    if bases is None:
+        return None
+    con = open_state(state_dir)
+    try:
+        record = store.load_record(con, SERVICE_REQUEST).rename({"key": "basis_id"})
+    finally:
+        con.close()
+    plan = tickets.plan_tickets(
+        bases,
+        load_snapshot(state_dir, "bookings"),
+        load_snapshot(state_dir, "care_services"),
+        load_snapshot(state_dir, "units"),
+        clinic24_units,
+        record,
+        as_of=as_of,
+    )
+    return TicketDraft(
+        changes=plan.changes,
+        holds=_holds(plan.rejected, "basis_id"),
+        counts={"pending": plan.pending.height, "rejected": plan.rejected.height},
+    )
+
+
+ENDING_KINDS = ("cancel", "revoke", "complete")
+
+
+def _last_accepted_payloads(con: duckdb.DuckDBPyConnection, resource_type: str, keys: list[str]) -> dict[str, dict]:
+    """The payload Clinic24 last accepted per key, for changes that only end a resource."""
+    if not keys:
+        return {}
+    rows = con.execute(
+        "SELECT key, payload FROM outbox WHERE resource_type = ? AND status = 'done' "
+        "AND last_outcome = 'accepted' AND key IN (SELECT unnest(?)) "
+        "QUALIFY row_number() OVER (PARTITION BY key ORDER BY settled_at DESC) = 1",
+        [resource_type, keys],
+    ).fetchall()
+    return {key: json.loads(payload) for key, payload in rows}
+
+
+def _ended(accepted: dict, row: dict, sequence: int) -> dict:
+    """The last accepted resource with only its status (and cancel reason) changed.
+
+    A booking that vanished from Cosmic, or a basis that left the snapshot, has no row to
+    build from; ending what Clinic24 holds is exactly what R08/R19 ask for.
+    """
+    resource = {**accepted, "status": row["status"]}
+    if resource["resourceType"] == "Appointment" and row["status"] == "cancelled":
+        resource["cancelationReason"] = {"text": row.get("cancel_reason") or "Avbokad i Cosmic"}
+    resource["extension"] = [
+        {**ext, "valueInteger": sequence} if ext.get("url", "").endswith(":source-sequence") else ext
+        for ext in accepted.get("extension", [])
+    ]
+    return resource
+
+
+def _outbox_rows(
+    con: duckdb.DuckDBPyConnection,
+    changes: pl.DataFrame,
+    *,
+    resource_type: str,
+    key: str,
+    builder: Callable[..., dict],
+    snapshot: SnapshotRef,
+) -> pl.DataFrame:
+    """Changes with their exact FHIR payloads, ready for the outbox."""
+    ending = changes.filter(pl.col("change_kind").is_in(ENDING_KINDS))
+    accepted = _last_accepted_payloads(con, resource_type, ending.get_column(key).to_list())
+    payloads = []
+    for row in changes.iter_rows(named=True):
+        if row["change_kind"] in ENDING_KINDS and row[key] in accepted:
+            resource = _ended(accepted[row[key]], row, snapshot.sequence)
+        else:
+            resource = builder(row, source_sequence=snapshot.sequence)
+        payloads.append(json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
+    start = pl.col("start_at") if "start_at" in changes.columns else pl.lit(None, pl.Datetime("us", "UTC"))
+    return changes.select(
+        pl.col(key).alias("key"),
+        "change_kind",
+        "rule",
+        "content_hash",
+        pl.lit(snapshot.sequence, pl.Int64).alias("source_sequence"),
+        pl.Series("payload", payloads, dtype=pl.Utf8),
+        pl.col("status").alias("target_status"),
+        start.cast(pl.Datetime("us", "UTC")).alias("target_start_at"),
+        pl.col("unit_hsa_id").alias("target_unit"),
+        pl.lit(snapshot.extracted_at, pl.Datetime("us", "UTC")).alias("extracted_at"),
+    )
+
+
+def commit_plan(
+    state_dir: Path,
+    *,
+    run_id: str,
+    bookings: BookingDraft | None,
+    ticket_draft: TicketDraft | None,
+    snapshot: SnapshotRef,
+    now: datetime,
+) -> dict:
+    """Write the outbox and the holds before any push (the crash-safety step)."""
+    con = open_state(state_dir)
+    try:
+        by_type: dict[str, pl.DataFrame] = {}
+        if bookings is not None:
+            by_type[APPOINTMENT] = _outbox_rows(
+                con, bookings.changes, resource_type=APPOINTMENT, key="booking_id",
+                builder=build_appointment, snapshot=snapshot,
+            )
+        if ticket_draft is not None:
+            by_type[SERVICE_REQUEST] = _outbox_rows(
+                con, ticket_draft.changes, resource_type=SERVICE_REQUEST, key="basis_id",
+                builder=build_service_request, snapshot=snapshot,
+            )
+        written = store.write_plan(con, by_type, plan_id=run_id, now=now)
+        if bookings is not None:
+            store.replace_holds(con, bookings.holds, resource_type=APPOINTMENT, now=now)
+            store.replace_unit_departures(
+                con, bookings.unit_left.select(pl.col("booking_id").alias("key"), "unit_hsa_id"), now=now
+            )
+        if ticket_draft is not None:
+            store.replace_holds(con, ticket_draft.holds, resource_type=SERVICE_REQUEST, now=now)
+    finally:
+        con.close()
+    return {rt: vars(w) for rt, w in written.items()}
+
+
+def classify(outcome: EntryOutcome) -> tuple[str, str | None]:
+    """How a Clinic24 answer settles an outbox entry: (new status, reason)."""
+    if outcome.outcome == "accepted":
+        return "done", None
+    if outcome.outcome == "stale":
+        return "done", "stale: Clinic24 holds a newer source-sequence (409)"
+    if outcome.outcome == "rejected":
+        if outcome.diagnostics == GUARDIAN_DIAGNOSTICS:
+            return "held", "R12 needs-primary-guardian"
+        return "dead", f"{outcome.http_status} {outcome.code or ''}: {outcome.diagnostics or ''}".strip()
+    return "pending", f"transient: {outcome.http_status or 'no answer'}"
+
+
+def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[], datetime]) -> dict:
+    """Send every pending outbox entry and settle each answer as its batch completes."""
+    con = open_state(state_dir)
+    lock = threading.Lock()
+    tally: dict[str, int] = {}
+    try:
+        entries = store.pending_entries(con)
+        if not entries:
+            return {"sent": 0}
+
+        def settle_batch(outcomes: list[EntryOutcome]) -> None:
+            now = clock()
+            rows = []
+            for o in outcomes:
+                new_status, reason = classify(o)
+                tally[new_status] = tally.get(new_status, 0) + 1
+                rows.append(
+                    {"change_id": o.change_id, "outcome": o.outcome, "new_status": new_status,
+                     "reason": reason, "version": o.version, "settled_at": now}
+                )
+            frame = pl.DataFrame(
+                rows,
+                schema={"change_id": pl.Utf8, "outcome": pl.Utf8, "new_status": pl.Utf8, "reason": pl.Utf8,
+                        "version": pl.Utf8, "settled_at": pl.Datetime("us", "UTC")},
+            )
+            with lock:
+                store.settle(con, frame)
+
+        client.upsert(
+            [UpsertEntry(e["change_id"], e["resource_type"], e["key"], e["resource"]) for e in entries],
+            on_batch_settled=settle_batch,
+        )
+        return {"sent": len(entries), **tally}
+    finally:
+        con.close()

@@ -1,0 +1,133 @@
+"""Prefect tasks of the booking sync: thin wrappers that show each step in the UI.
+
+Retries only where the network is involved (Clinic24). No task caches: inputs are frames
+and settings, and a sync step must run every time it is asked to.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from mvg_sync.clinic24.client import Clinic24Client
+from mvg_sync.settings import Settings
+from mvg_sync.sync import cycle, health, store
+from mvg_sync.timeutil import utc_now
+
+
+def _client(settings: Settings) -> Clinic24Client:
+    client_id, secret = settings.clinic24_credentials()
+    return Clinic24Client(settings.clinic24_base_url, client_id, secret)
+
+
+@task(name="fetch-clinic24-units", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+def fetch_clinic24_units(settings: Settings) -> list[str]:
+    """R01: Clinic24's own unit list, cached in the state store for the record."""
+    with _client(settings) as client:
+        units = client.list_locations()
+    con = cycle.open_state(settings.state_dir)
+    try:
+        store.save_locations(con, units, now=utc_now())
+    finally:
+        con.close()
+    get_run_logger().info("Clinic24 lists %d units", len(units))
+    return units
+
+
+@task(name="draft-booking-plan", cache_policy=NO_CACHE)
+def draft_booking_plan(state_dir: Path, units: list[str], as_of: datetime) -> cycle.BookingDraft | None:
+    """R01–R10: what should change in Clinic24 (nothing written yet)."""
+    draft = cycle.draft_booking_plan(state_dir, units, as_of=as_of)
+    if draft is not None:
+        get_run_logger().info(
+            "Plan from %s: %d changes, %d held", draft.snapshot.extract_id, draft.changes.height, draft.holds.height
+        )
+    return draft
+
+
+@task(name="check-child-guardians", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycle.BookingDraft:
+    """R12: children's digital visits wait for a primary guardian in Clinic24."""
+    if draft.guardian_candidates.height == 0:
+        return draft
+    with _client(settings) as client:
+        answers = cycle.check_guardians(draft, client)
+    return cycle.apply_guardians(draft, answers)
+
+
+@task(name="mass-cancellation-guard", cache_policy=NO_CACHE)
+def mass_cancellation_guard(draft: cycle.BookingDraft, settings: Settings) -> cycle.GuardOutcome:
+    """Hold a drop that would cancel more than MVG_MAX_CANCEL_SHARE of live bookings."""
+    return cycle.apply_guard(
+        settings.state_dir, draft, max_share=settings.max_cancel_share,
+        floor=settings.cancel_guard_floor, now=utc_now(),
+    )
+
+
+@task(name="draft-ticket-plan", cache_policy=NO_CACHE)
+def draft_ticket_plan(state_dir: Path, units: list[str], as_of: datetime) -> cycle.TicketDraft | None:
+    """R14–R19: tickets that fall due, complete or are withdrawn."""
+    return cycle.draft_ticket_plan(state_dir, units, as_of=as_of)
+
+
+@task(name="write-outbox", cache_policy=NO_CACHE)
+def write_outbox(
+    state_dir: Path,
+    run_id: str,
+    bookings: cycle.BookingDraft | None,
+    tickets: cycle.TicketDraft | None,
+    snapshot: cycle.SnapshotRef,
+) -> dict:
+    """Every planned change is stored, with its payload, before anything is pushed."""
+    return cycle.commit_plan(
+        state_dir, run_id=run_id, bookings=bookings, ticket_draft=tickets, snapshot=snapshot, now=utc_now()
+    )
+
+
+@task(name="push-outbox", cache_policy=NO_CACHE)
+def push_outbox(settings: Settings) -> dict:
+    """Send pending changes in batches; each answer settles its entry as it arrives.
+
+    No task-level retries: the client retries each batch itself, and what still fails
+    stays pending in the outbox for the next run.
+    """
+    with _client(settings) as client:
+        return cycle.push_pending(settings.state_dir, client, clock=utc_now)
+
+
+@task(name="publish-run-summary", cache_policy=NO_CACHE)
+def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: datetime) -> dict:
+    """Counts per kind, holds, dead letters and latency: aggregates only, no patient data."""
+    con = cycle.open_state(state_dir)
+    try:
+        latency = health.latency_since(con, since)
+        open_items = health.open_items(con)
+        store.record_run(
+            con, run_id, plan_id=summary.get("extract_id"), as_of=summary["as_of"],
+            outcome=summary["outcome"], counts={**summary, "latency": latency}, now=utc_now(),
+        )
+    finally:
+        con.close()
+    rows = [
+        {"step": step, "measure": name, "value": value}
+        for step, values in summary.get("steps", {}).items()
+        for name, value in values.items()
+    ]
+    rows += [{"step": "latency", "measure": k, "value": v} for k, v in latency.items()]
+    create_table_artifact(key="booking-sync-counts", table=rows, description=f"Sync run {run_id}")
+    create_markdown_artifact(
+        key="booking-sync-open-items",
+        markdown=health.open_items_markdown(open_items),
+        description="Held and dead-lettered changes: counts and reasons",
+    )
+    return {"latency": latency, "open_items": open_items}
+
+
+def dumps(summary: dict) -> str:
+    """A one-line, patient-free summary for logs."""
+    return json.dumps(summary, default=str, sort_keys=True)
