@@ -1,0 +1,361 @@
+"""Booking plan (R06-R10, R12): desired rows vs Clinic24's record -> the appointment changes to push."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from mvg_sync.rules.booking_scope import (
+    DESIRED_COLUMNS,
+    DIGITAL,
+    REASON_NOT_IN_CATALOGUE,
+    REASON_NOT_WEB_BOOKABLE,
+    REASON_UNIT_NOT_IN_CLINIC24,
+    REASON_VISIT_UNDER_WAY,
+    with_content_hash,
+)
+from mvg_sync.rules.patient_id import age_on
+
+STOCKHOLM_TZ = "Europe/Stockholm"
+
+CREATE = "create"
+REBOOK = "rebook"
+UPDATE = "update"
+CANCEL = "cancel"
+
+REASON_VANISHED = "Bokningen borttagen i Cosmic"
+REASON_SERVICE_LEFT_SCOPE = "Vårdtjänsten synkas inte längre till Min vård"
+REASON_UNIT_LEFT_SCOPE = "Bokningen flyttad till en enhet utanför Min vård"
+REASON_NO_LONGER_BOOKED = "Bokningen är inte längre bokad i Cosmic"
+REASON_UNIT_LEFT_CLINIC24 = "unit-left-clinic24"
+REASON_NEEDS_GUARDIAN = "needs-primary-guardian"
+
+CHILD_MAX_AGE = 12
+_CHANGE_COLUMNS = ("change_kind", "booking_id", "rule", *DESIRED_COLUMNS[1:])
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """`changes`: one row per appointment change to push (design.md `changes`), sorted by
+    `booking_id`. `unit_left`: `booking_id`, `unit_hsa_id`, `start_at`, `reason`, `rule` of
+    bookings Clinic24 holds at a unit that left Clinic24 (R09): nothing is sent for them."""
+
+    changes: pl.DataFrame
+    unit_left: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """Outcome of the mass-cancellation guard; `reason` carries counts only, no patient data."""
+
+    hold: bool
+    cancels: int
+    live_synced: int
+    max_share: float
+    floor: int
+    reason: str
+
+
+def _exit_reason(rule: pl.Expr, reason: pl.Expr) -> pl.Expr:
+    return (
+        pl.when(reason.is_in([REASON_NOT_WEB_BOOKABLE, REASON_NOT_IN_CATALOGUE]) | (rule == "R03"))
+        .then(pl.lit(REASON_SERVICE_LEFT_SCOPE))
+        .when(reason == REASON_UNIT_NOT_IN_CLINIC24)
+        .then(pl.lit(REASON_UNIT_LEFT_SCOPE))
+        .otherwise(pl.lit(REASON_NO_LONGER_BOOKED))
+    )
+
+
+def _cancel_rows(
+    cancels: pl.DataFrame,
+    desired_schema: pl.Schema,
+    previous_desired: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """Cancelled desired rows for bookings no longer in `desired` (vanished or out of scope).
+
+    `cancels` holds `booking_id`, `rule`, `cancel_reason`, `rec_start_at`, `rec_unit_hsa_id`.
+    The row is the booking's previous desired row when the caller has one (so the payload
+    builder gets patient, service and role); otherwise only what the record knows.
+    """
+    filled = cancels
+    if previous_desired is not None:
+        previous = previous_desired.select(
+            c for c in DESIRED_COLUMNS if c not in ("status", "cancel_reason", "content_hash")
+        )
+        filled = cancels.join(previous, on="booking_id", how="left")
+    missing = [
+        pl.lit(None, dtype=desired_schema[c]).alias(c)
+        for c in DESIRED_COLUMNS
+        if c not in filled.columns and c not in ("status", "content_hash")
+    ]
+    filled = filled.with_columns(missing)
+    has_previous = pl.col("patient_id").is_not_null() | pl.col("care_service").is_not_null()
+    rows = filled.with_columns(
+        pl.lit("cancelled").alias("status"),
+        pl.when(has_previous)
+        .then(pl.col("start_at"))
+        .otherwise(pl.col("rec_start_at").cast(desired_schema["start_at"]))
+        .alias("start_at"),
+        pl.when(has_previous)
+        .then(pl.col("unit_hsa_id"))
+        .otherwise(pl.col("rec_unit_hsa_id").cast(desired_schema["unit_hsa_id"]))
+        .alias("unit_hsa_id"),
+    )
+    hashed = with_content_hash(rows)
+    return hashed.with_columns(rows.get_column("rule"), pl.lit(CANCEL).alias("change_kind"))
+
+
+def plan_booking_changes(
+    desired: pl.DataFrame,
+    live_booking_ids: pl.Series,
+    record: pl.DataFrame,
+    *,
+    window_from: date,
+    window_to: date,
+    departed_units: Collection[str],
+    out_of_scope: pl.DataFrame | None = None,
+    previous_desired: pl.DataFrame | None = None,
+) -> PlanResult:
+    """R06-R10: compare desired rows with Clinic24's record and list the changes to push.
+
+    Bookings in `desired` (record = `clinic24_record`, what Clinic24 last accepted):
+    - R06 booked, no record -> `create`. Scope entry (R09) is the same case: a booking that
+      enters the scope has no record (or a cancelled one, next line), so it is created.
+    - R06 booked, record cancelled (booked again, or back in scope) -> `update` of the same
+      identifier back to booked, rule R06: Clinic24 never deletes, so it is the same resource.
+    - R07 booked, record booked, hash differs and start or unit differs from the record, or
+      end or resource differs from `previous_desired` (when given; the record keeps only
+      start and unit) -> `rebook`, an update of the same identifier, never cancel + create.
+    - R10 booked, record booked, any other hash difference -> `update`; equal hash -> nothing.
+    - R08 cancelled, record booked -> `cancel` with Cosmic's reason. Cancelled with no record
+      -> nothing (no blind cancel: Clinic24 answers 404 to a cancel of what it never had).
+      Cancelled with a cancelled record -> nothing, even if the reason text changed.
+    Bookings Clinic24 holds as booked that are not in `desired`:
+    - R09 the record's unit is in `departed_units` (left Clinic24's unit list) -> nothing
+      sent, listed in `unit_left`. Checked first: Clinic24 took the unit down itself.
+    - the booking is still in the snapshot (`live_booking_ids`) and `out_of_scope` names it:
+      `visit-under-way` (R06) -> nothing; any other reason -> `cancel`, rule R09, with a
+      reason saying why (care service left the scope; moved to a unit outside Clinic24; no
+      longer booked). Live but not in `out_of_scope` (held, e.g. R05, or quarantined by
+      ingestion) -> nothing: its fate is unknown, so Clinic24 keeps what it has. Without
+      `out_of_scope` no scope exit is detected (the safe default).
+    - R08 vanished from the snapshot while the record's start lies in
+      [`window_from`, `window_to`] (inclusive, Europe/Stockholm local dates of the NEW
+      snapshot) -> `cancel`, reason `Bokningen borttagen i Cosmic`. Start before
+      `window_from` -> history, nothing; after `window_to` (only if the window shrank) or
+      unknown -> nothing, since the snapshot says nothing about those dates.
+    Cancel rows for bookings not in `desired` are built from `previous_desired` (the desired
+    rows Clinic24 was last sent, if the caller keeps them) and otherwise carry only the
+    record's `start_at` and `unit_hsa_id`; `content_hash` is computed over the row as sent.
+    """
+    start_dtype = record.schema["start_at"]
+    if not isinstance(start_dtype, pl.Datetime) or start_dtype.time_zone is None:
+        raise ValueError("clinic24_record.start_at must be a timezone-aware Datetime")
+    rec = record.select(
+        pl.col("booking_id"),
+        pl.col("status").alias("rec_status"),
+        pl.col("start_at").alias("rec_start_at"),
+        pl.col("unit_hsa_id").alias("rec_unit_hsa_id"),
+        pl.col("content_hash").alias("rec_content_hash"),
+    )
+    joined = desired.join(rec, on="booking_id", how="left")
+    moved = (pl.col("start_at") != pl.col("rec_start_at")) | (
+        pl.col("unit_hsa_id") != pl.col("rec_unit_hsa_id")
+    )
+    if previous_desired is not None:
+        joined = joined.join(
+            previous_desired.select(
+                "booking_id",
+                pl.col("end_at").alias("prev_end_at"),
+                pl.col("resource_hsa_id").alias("prev_resource_hsa_id"),
+                pl.lit(True).alias("_has_prev"),
+            ),
+            on="booking_id",
+            how="left",
+        )
+        moved = moved | (
+            pl.col("_has_prev").fill_null(False)
+            & (
+                pl.col("end_at").ne_missing(pl.col("prev_end_at"))
+                | pl.col("resource_hsa_id").ne_missing(pl.col("prev_resource_hsa_id"))
+            )
+        )
+    booked = pl.col("status") == "booked"
+    rec_status = pl.col("rec_status")
+    changed = pl.col("content_hash").ne_missing(pl.col("rec_content_hash"))
+    verdict = (
+        pl.when(booked & rec_status.is_null())
+        .then(pl.lit(f"{CREATE}|R06"))
+        .when(booked & (rec_status == "cancelled"))
+        .then(pl.lit(f"{UPDATE}|R06"))
+        .when(booked & (rec_status == "booked") & changed & moved.fill_null(True))
+        .then(pl.lit(f"{REBOOK}|R07"))
+        .when(booked & (rec_status == "booked") & changed)
+        .then(pl.lit(f"{UPDATE}|R10"))
+        .when((pl.col("status") == "cancelled") & (rec_status == "booked"))
+        .then(pl.lit(f"{CANCEL}|R08"))
+        .otherwise(None)
+    )
+    from_desired = (
+        joined.with_columns(
+            verdict.str.split_exact("|", 1)
+            .struct.rename_fields(["change_kind", "rule"])
+            .alias("_v")
+        )
+        .unnest("_v")
+        .filter(pl.col("change_kind").is_not_null())
+        .select(_CHANGE_COLUMNS)
+    )
+
+    # Bookings Clinic24 holds as booked that planning no longer wants there.
+    live = live_booking_ids.cast(desired.schema["booking_id"]).implode()
+    orphans = rec.filter(
+        (pl.col("rec_status") == "booked")
+        & ~pl.col("booking_id").is_in(desired.get_column("booking_id").implode())
+    )
+    if out_of_scope is None:
+        out_of_scope = pl.DataFrame(
+            schema={
+                "booking_id": desired.schema["booking_id"],
+                "reason": pl.String,
+                "rule": pl.String,
+            }
+        )
+    orphans = orphans.join(
+        out_of_scope.select(
+            "booking_id", pl.col("reason").alias("oos_reason"), pl.col("rule").alias("oos_rule")
+        ),
+        on="booking_id",
+        how="left",
+    )
+    local_start = pl.col("rec_start_at").dt.convert_time_zone(STOCKHOLM_TZ).dt.date()
+    departed = pl.col("rec_unit_hsa_id").is_in(list(departed_units)).fill_null(False)
+    is_live = pl.col("booking_id").is_in(live)
+    unit_left = (
+        orphans.filter(departed)
+        .select(
+            "booking_id",
+            pl.col("rec_unit_hsa_id").alias("unit_hsa_id"),
+            pl.col("rec_start_at").alias("start_at"),
+            pl.lit(REASON_UNIT_LEFT_CLINIC24).alias("reason"),
+            pl.lit("R09").alias("rule"),
+        )
+        .sort("booking_id")
+    )
+    remaining = orphans.filter(~departed)
+    exits = remaining.filter(
+        is_live
+        & pl.col("oos_reason").is_not_null()
+        & (pl.col("oos_reason") != REASON_VISIT_UNDER_WAY)
+    ).with_columns(
+        pl.lit("R09").alias("rule"),
+        _exit_reason(pl.col("oos_rule"), pl.col("oos_reason")).alias("cancel_reason"),
+    )
+    vanished = remaining.filter(
+        ~is_live & local_start.is_between(window_from, window_to, closed="both").fill_null(False)
+    ).with_columns(
+        pl.lit("R08").alias("rule"),
+        pl.lit(REASON_VANISHED).alias("cancel_reason"),
+    )
+    cancel_base = pl.concat([exits, vanished]).select(
+        "booking_id", "rule", "cancel_reason", "rec_start_at", "rec_unit_hsa_id"
+    )
+    from_record = _cancel_rows(cancel_base, desired.schema, previous_desired).select(
+        _CHANGE_COLUMNS
+    )
+    changes = pl.concat([from_desired, from_record]).sort("booking_id", maintain_order=True)
+    return PlanResult(changes=changes, unit_left=unit_left)
+
+
+def _visit_date() -> pl.Expr:
+    return pl.col("start_at").dt.convert_time_zone(STOCKHOLM_TZ).dt.date()
+
+
+def children_needing_guardian(changes: pl.DataFrame) -> pl.DataFrame:
+    """R12: booked digital creates/rebooks/updates for a patient aged 0-12 on the visit date.
+
+    Age is taken on the visit's local (Europe/Stockholm) date, not on the run date, so no
+    `today` is needed: a 12-year-old whose visit falls after the 13th birthday is an adult
+    visit here. Samordningsnummer count with day - 60 (`patient_id.age_on`). An age that
+    cannot be computed is listed too (safe side: ask Clinic24 rather than risk a 422).
+    Cancels are never held. One row per booking: `booking_id`, `patient_id`,
+    `patient_id_kind`, `unit_hsa_id`, `visit_date`, `age_on_visit`.
+    """
+    age = age_on(pl.col("patient_id"), _visit_date())
+    return (
+        changes.filter(
+            pl.col("change_kind").is_in([CREATE, REBOOK, UPDATE])
+            & (pl.col("status") == "booked")
+            & (pl.col("visit_kind") == DIGITAL)
+        )
+        .with_columns(_visit_date().alias("visit_date"), age.alias("age_on_visit"))
+        .filter(
+            pl.col("age_on_visit").is_null() | pl.col("age_on_visit").is_between(0, CHILD_MAX_AGE)
+        )
+        .select(
+            "booking_id",
+            "patient_id",
+            "patient_id_kind",
+            "unit_hsa_id",
+            "visit_date",
+            "age_on_visit",
+        )
+    )
+
+
+def apply_guardian_check(
+    changes: pl.DataFrame, has_guardian: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """R12: split `changes` into (to push, held) using Clinic24's primary-guardian answers.
+
+    `has_guardian` has `patient_id`, `has_primary_guardian` (Boolean). A child of
+    `children_needing_guardian` is held unless some row says True for the patient; a patient
+    the caller did not ask about counts as without guardian (never push on a guess). Held
+    rows: `booking_id`, `reason` `needs-primary-guardian`, `rule` `R12`; they are
+    re-planned every run and pushed once the guardian exists.
+    """
+    confirmed = has_guardian.filter(pl.col("has_primary_guardian").fill_null(False)).get_column(
+        "patient_id"
+    )
+    blocked = children_needing_guardian(changes).filter(
+        ~pl.col("patient_id").is_in(confirmed.implode()).fill_null(False)
+    )
+    to_push = changes.join(blocked.select("booking_id"), on="booking_id", how="anti")
+    held = blocked.select(
+        "booking_id",
+        pl.lit(REASON_NEEDS_GUARDIAN).alias("reason"),
+        pl.lit("R12").alias("rule"),
+    )
+    return to_push, held
+
+
+def guard_mass_cancellation(
+    changes: pl.DataFrame, live_synced_count: int, *, max_share: float, floor: int
+) -> GuardDecision:
+    """Mass-cancellation guard (operations.md `MVG_MAX_CANCEL_SHARE`, `MVG_CANCEL_GUARD_FLOOR`).
+
+    Hold the drop when its cancels (every `change_kind` `cancel`, R08 and R09 alike) exceed
+    `max_share` x `live_synced_count` (bookings Clinic24 holds as booked) AND exceed `floor`.
+    Both comparisons are strict, as the operator contract says "more than".
+    """
+    if live_synced_count < 0 or floor < 0 or not 0 <= max_share <= 1:
+        raise ValueError("guard: live_synced_count, floor >= 0 and 0 <= max_share <= 1 required")
+    cancels = changes.filter(pl.col("change_kind") == CANCEL).height
+    limit = max_share * live_synced_count
+    hold = cancels > limit and cancels > floor
+    share = f"{max_share:.1%} of {live_synced_count} live synced bookings ({limit:g})"
+    if hold:
+        reason = f"held: {cancels} cancellations exceed {share} and the floor of {floor}"
+    else:
+        reason = f"passed: {cancels} cancellations, limit {share}, floor {floor}"
+    return GuardDecision(
+        hold=hold,
+        cancels=cancels,
+        live_synced=live_synced_count,
+        max_share=max_share,
+        floor=floor,
+        reason=reason,
+    )
