@@ -257,7 +257,11 @@ CATALOGUE = pl.DataFrame(
 )
 
 
+_DESIRED_ONLY = ("clinic24_role", "visit_kind", "patient_may_rebook", "patient_may_cancel")
+
+
 def bookings(*rows: dict) -> pl.DataFrame:
+    """Normalised bookings (design.md) carrying the same values as desired-style `row`s."""
     extra = {
         "unit_name": "Storvik",
         "profession": "Sjuksköterska",
@@ -266,27 +270,8 @@ def bookings(*rows: dict) -> pl.DataFrame:
         "changed_at": utc(2026, 11, 2),
         "source_row": 1,
     }
-    frame = pl.DataFrame(
-        [
-            {
-                **{
-                    k: v
-                    for k, v in r.items()
-                    if k
-                    not in (
-                        "clinic24_role",
-                        "visit_kind",
-                        "patient_may_rebook",
-                        "patient_may_cancel",
-                    )
-                },
-                **extra,
-            }
-            for r in rows
-        ],
-        infer_schema_length=None,
-    )
-    return frame.with_columns(
+    records = [{**{k: v for k, v in r.items() if k not in _DESIRED_ONLY}, **extra} for r in rows]
+    return pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.col("basis_id").cast(pl.String), pl.col("cancel_reason").cast(pl.String)
     )
 
