@@ -1,0 +1,115 @@
+"""Drop discovery and the manifest: which drops are complete, and what they promise."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+EXTRACT_ID = re.compile(r"^\d{8}T\d{6}-\d{6}$")
+ENCODINGS = ("windows-1252", "utf-8")
+
+
+class DropRejected(Exception):
+    """The drop (or one of its files) is unusable; `reason` is safe to log (no patient data)."""
+
+    def __init__(self, reason: str, *, file: str | None = None, rule: str = "contract") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.file = file
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """What the manifest promises about one file."""
+
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A drop's manifest.json (cosmic-extracts.md)."""
+
+    extract_id: str
+    sequence: int
+    extracted_at: datetime
+    window_from: date
+    window_to: date
+    encoding: str
+    files: dict[str, FileEntry]
+
+
+def list_complete_drops(landing_dir: Path) -> list[Path]:
+    """Drop folders with a manifest, in `extract_id` order.
+
+    A folder without `manifest.json` is still being written and is skipped silently.
+    """
+    if not landing_dir.is_dir():
+        return []
+    folders = [p for p in landing_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
+    return sorted(folders, key=lambda p: p.name)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Parse and shape-check a manifest; raises DropRejected (rule `manifest`) naming the field."""
+
+    def bad(what: str) -> DropRejected:
+        return DropRejected(f"manifest.json: {what}", file=MANIFEST, rule="manifest")
+
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    extract_id = data.get("extract_id")
+    if not isinstance(extract_id, str) or not EXTRACT_ID.match(extract_id):
+        raise bad("extract_id missing or not YYYYMMDDTHHMMSS-NNNNNN")
+    sequence = data.get("sequence")
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+        raise bad("sequence missing or not a non-negative integer")
+    try:
+        extracted_at = datetime.fromisoformat(str(data.get("extracted_at")))
+    except ValueError:
+        raise bad("extracted_at is not an ISO date-time") from None
+    if extracted_at.tzinfo is None:
+        raise bad("extracted_at has no UTC offset")
+    window = data.get("window")
+    try:
+        window_from = date.fromisoformat(window["from"])
+        window_to = date.fromisoformat(window["to"])
+    except (TypeError, KeyError, ValueError):
+        raise bad("window.from / window.to missing or not dates") from None
+    if window_to < window_from:
+        raise bad("window.to is before window.from")
+    encoding = str(data.get("encoding", "")).lower().replace("_", "-")
+    encoding = {"cp1252": "windows-1252", "utf8": "utf-8", "utf-8-sig": "utf-8"}.get(encoding, encoding)
+    if encoding not in ENCODINGS:
+        raise bad("encoding is neither windows-1252 nor utf-8")
+    files_raw = data.get("files")
+    if not isinstance(files_raw, dict) or not files_raw:
+        raise bad("files missing or empty")
+    files: dict[str, FileEntry] = {}
+    for name, entry in files_raw.items():
+        if not isinstance(entry, dict):
+            raise bad(f"files.{name} is not an object")
+        rows, sha = entry.get("rows"), entry.get("sha256")
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise bad(f"files.{name}.rows missing or not a non-negative integer")
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+            raise bad(f"files.{name}.sha256 missing or not 64 hex digits")
+        files[name] = FileEntry(rows=rows, sha256=sha.lower())
+    return Manifest(
+        extract_id=extract_id,
+        sequence=sequence,
+        extracted_at=extracted_at,
+        window_from=window_from,
+        window_to=window_to,
+        encoding=encoding,
+        files=files,
+    )

@@ -1,0 +1,196 @@
+"""Raw Cosmic strings -> the normalised datasets of design.md, with one quarantine row per bad value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import polars as pl
+
+from mvg_sync.ingest.columns import BOOLEAN_VALUES, Column, FileLayout, output_columns
+from mvg_sync.ingest.manifest import DropRejected
+from mvg_sync.ingest.normalisers import (
+    normalise_patient_id,
+    parse_local_date,
+    parse_local_datetime,
+    validate_hsa_id,
+)
+
+QUARANTINE_SCHEMA = {
+    "source_row": pl.Int64,
+    "column_name": pl.String,
+    "rule": pl.String,
+    "reason": pl.String,
+}
+_ERR = "__err__"
+_TMP = "__tmp__"
+
+
+@dataclass
+class Normalised:
+    """One file after normalisation: the good rows, the quarantined values, the warnings."""
+
+    frame: pl.DataFrame
+    quarantine: pl.DataFrame
+    rows_in: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.rows_in - self.frame.height
+
+
+def check_columns(raw_columns: list[str], layout: FileLayout) -> list[str]:
+    """File-level column contract: missing required -> DropRejected; unknown extra -> warning."""
+    present = set(raw_columns)
+    missing = [h for h in layout.required_headers if h not in present]
+    if missing:
+        raise DropRejected(f"{layout.file}: missing required column {', '.join(missing)}", file=layout.file)
+    known = set(layout.headers)
+    return [f"{layout.file}: unknown column {h} ignored" for h in raw_columns if h not in known]
+
+
+def _error_for(column: Column, raw: pl.Expr, parsed_error: pl.Expr | None) -> pl.Expr:
+    """Why this column's value is unusable (null = fine). Never includes the value."""
+    expr = pl.when(raw.is_null() & pl.lit(column.required)).then(pl.lit("required value missing"))
+    if parsed_error is not None:
+        # a normaliser may report "empty" for null input; absence is judged by `required` alone
+        expr = expr.when(raw.is_not_null() & parsed_error.is_not_null()).then(
+            pl.lit(_prefix(column)) + parsed_error
+        )
+    return expr.otherwise(None)
+
+
+def _prefix(column: Column) -> str:
+    return {
+        "patient_id": "invalid personnummer: ",
+        "hsa_id": "invalid HSA-id: ",
+        "datetime": "invalid date-time: ",
+        "date": "invalid date: ",
+    }.get(column.kind, "")
+
+
+def _rule_for(column: Column) -> str:
+    return "R13" if column.kind == "patient_id" else "contract"
+
+
+def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> Normalised:
+    """Normalise one file; raises DropRejected for file-level contract failures.
+
+    Row-level failures never raise: the row leaves the snapshot and every failing value
+    gets a quarantine row (`source_row`, Cosmic column name, rule, reason).
+    """
+    warnings = check_columns(raw.columns, layout)
+    _check_grain(raw, layout)
+    rows_in = raw.height
+    missing_optional = [c.header for c in layout.columns if c.header not in raw.columns]
+    if missing_optional:
+        raw = raw.with_columns(pl.lit(None, pl.String).alias(h) for h in missing_optional)
+
+    # pass 1: typed values (struct-returning normalisers materialised once)
+    first: list[pl.Expr] = [pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row")]
+    for c in layout.columns:
+        src = pl.col(c.header)
+        if c.kind == "patient_id":
+            first.append(normalise_patient_id(src, reference_date).alias(_TMP + c.name))
+        elif c.kind == "hsa_id":
+            first.append(validate_hsa_id(src).alias(_TMP + c.name))
+        elif c.kind == "datetime":
+            first.append(parse_local_datetime(src).alias(_TMP + c.name))
+        elif c.kind == "date":
+            first.append(parse_local_date(src).alias(_TMP + c.name))
+        elif c.kind == "enum":
+            assert c.values is not None
+            first.append(src.replace_strict(c.values, default=None, return_dtype=pl.String).alias(c.name))
+        elif c.kind == "bool":
+            first.append(src.replace_strict(BOOLEAN_VALUES, default=None, return_dtype=pl.Boolean).alias(c.name))
+        else:
+            first.append(src.alias(c.name))
+        first.append(src.alias(_ERR + "raw__" + c.header))
+    staged = raw.select(first)
+
+    # pass 2: unpack structs, compute per-column error text
+    second: list[pl.Expr] = []
+    errors: list[tuple[str, str, str]] = []  # (error column, Cosmic header, rule)
+    for c in layout.columns:
+        raw_expr = pl.col(_ERR + "raw__" + c.header)
+        tmp = pl.col(_TMP + c.name)
+        parsed_error: pl.Expr | None = None
+        if c.kind == "patient_id":
+            second += [tmp.struct.field("patient_id").alias(c.name), tmp.struct.field("patient_id_kind")]
+            parsed_error = tmp.struct.field("error")
+        elif c.kind == "hsa_id":
+            second.append(tmp.struct.field("hsa_id").alias(c.name))
+            parsed_error = tmp.struct.field("error")
+        elif c.kind in ("datetime", "date"):
+            second.append(tmp.struct.field("value").alias(c.name))
+            parsed_error = tmp.struct.field("error")
+        elif c.kind in ("enum", "bool"):
+            parsed_error = pl.when(raw_expr.is_not_null() & pl.col(c.name).is_null()).then(
+                pl.lit(f"not one of the values allowed in {c.header}")
+            )
+        err_name = _ERR + c.name
+        second.append(_error_for(c, raw_expr, parsed_error).alias(err_name))
+        errors.append((err_name, c.header, _rule_for(c)))
+    staged = staged.with_columns(second)
+
+    # pass 3: rules across columns
+    third: list[pl.Expr] = []
+    header_of = {c.name: c.header for c in layout.columns}
+    if layout.dataset == "bookings":
+        # R-contract: only a planned booking may lack its times
+        for col in ("start_at", "end_at"):
+            name = f"{_ERR}required_{col}"
+            third.append(
+                pl.when(pl.col(f"{_ERR}raw__{header_of[col]}").is_null() & (pl.col("status") != "planned"))
+                .then(pl.lit("required unless Status is Planerad"))
+                .alias(name)
+            )
+            errors.append((name, header_of[col], "contract"))
+    for start, end in layout.ordered:
+        name = f"{_ERR}order_{end}"
+        third.append(
+            pl.when(pl.col(end) <= pl.col(start)).then(pl.lit(f"end is not after {header_of[start]}")).alias(name)
+        )
+        errors.append((name, header_of[end], "contract"))
+    if third:
+        staged = staged.with_columns(third)
+
+    err_cols = [e[0] for e in errors]
+    bad = pl.any_horizontal(pl.col(err_cols).is_not_null())
+    quarantine = _quarantine_rows(staged.filter(bad).select("source_row", *err_cols), errors)
+    good = staged.filter(~bad).select(output_columns(layout))
+    return Normalised(frame=good, quarantine=quarantine, rows_in=rows_in, warnings=warnings)
+
+
+def _quarantine_rows(bad_rows: pl.DataFrame, errors: list[tuple[str, str, str]]) -> pl.DataFrame:
+    if bad_rows.height == 0:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    headers = {e[0]: e[1] for e in errors}
+    rules = {e[0]: e[2] for e in errors}
+    return (
+        bad_rows.unpivot(index="source_row", variable_name="err", value_name="reason")
+        .filter(pl.col("reason").is_not_null())
+        .select(
+            "source_row",
+            pl.col("err").replace_strict(headers, return_dtype=pl.String).alias("column_name"),
+            pl.col("err").replace_strict(rules, return_dtype=pl.String).alias("rule"),
+            pl.col("reason").cast(pl.String),
+        )
+        .sort("source_row", "column_name")
+    )
+
+
+def _check_grain(raw: pl.DataFrame, layout: FileLayout) -> None:
+    """Duplicate ids violate the file's grain: the file cannot be trusted (rejects the drop)."""
+    keys = [c.header for c in layout.columns if c.name in layout.key]
+    frame = raw.select(keys).drop_nulls()
+    if frame.height == 0:
+        return
+    distinct = frame.n_unique()
+    if distinct != frame.height:
+        dup_rows = frame.height - distinct
+        raise DropRejected(
+            f"{layout.file}: duplicate {' + '.join(keys)} ({dup_rows} rows repeat an id; grain violated)",
+            file=layout.file,
+        )

@@ -1,0 +1,182 @@
+"""Byte-level checks (sha256, encoding) and CSV parsing of one Cosmic file into raw strings."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from mvg_sync.ingest.manifest import DropRejected
+
+CHUNK = 8 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
+# In windows-1252 Swedish text `Ã`/`Â` followed by a C1/Latin-1 symbol is mojibake: these
+# byte pairs are how UTF-8 writes å, ä, ö, é, … (e.g. `Ã¤` = ä).
+UTF8_PAIR = re.compile(rb"[\xc2-\xc3][\x80-\xbf]")
+# windows-1252 leaves these bytes undefined; a file containing them is not windows-1252.
+CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What one pass over a file's bytes found."""
+
+    sha256: str
+    size: int
+    has_bom: bool
+    ends_with_newline: bool
+    utf8_pair_offset: int | None  # first UTF-8 multibyte pair in a windows-1252 file
+
+
+def scan_file(path: Path, encoding: str) -> FileScan:
+    """sha256 over the bytes in 8 MB chunks, plus the cheap encoding probes on the way."""
+    digest = hashlib.sha256()
+    size = 0
+    first = b""
+    last = b""
+    pair_offset: int | None = None
+    check_pairs = encoding == "windows-1252"
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            if not first:
+                first = chunk[:3]
+            # memchr-fast pre-test; the regex only runs on the rare chunk holding Â/Ã
+            if check_pairs and pair_offset is None and (b"\xc3" in chunk or b"\xc2" in chunk):
+                window = last[-1:] + chunk
+                match = UTF8_PAIR.search(window)
+                if match:
+                    pair_offset = size - len(last[-1:]) + match.start()
+            size += len(chunk)
+            last = chunk[-2:]
+    return FileScan(
+        sha256=digest.hexdigest(),
+        size=size,
+        has_bom=first.startswith(UTF8_BOM),
+        ends_with_newline=last.endswith(b"\n"),
+        utf8_pair_offset=pair_offset,
+    )
+
+
+def _safe_duckdb_reason(exc: Exception) -> str:
+    """DuckDB's CSV errors quote the offending line (patient data): keep only line and kind."""
+    text = str(exc)
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    where = f" near line {line.group(1)}" if line else ""
+    lowered = text.lower()
+    if "unicode" in lowered or "not utf-8" in lowered:
+        kind = "invalid UTF-8 bytes (declared utf-8; wrong or mixed encoding)"
+    elif "not latin-1" in lowered:
+        kind = "bytes that are not windows-1252"
+    elif "quote" in lowered:
+        kind = "unterminated quoted field (truncated or malformed file)"
+    elif "columns" in lowered:
+        kind = "a row with the wrong number of fields (truncated or malformed file)"
+    else:
+        kind = f"unparseable CSV ({type(exc).__name__})"
+    return f"{kind}{where}"
+
+
+_READ_CSV = (
+    "SELECT * FROM read_csv($path, header = true, delim = ';', quote = '\"', escape = '\"', "
+    "encoding = $encoding, auto_detect = false, columns = $columns, strict_mode = true, "
+    "null_padding = false, ignore_errors = false)"
+)
+
+
+def read_header(path: Path, encoding: str) -> list[str]:
+    """Column names from the first line; DuckDB's sniffer is bypassed so it cannot guess."""
+    with path.open("rb") as handle:
+        line = handle.readline(1 << 16)
+    if not line.endswith(b"\n"):
+        raise DropRejected(f"{path.name}: header row missing or not terminated", file=path.name)
+    try:
+        text = line.rstrip(b"\r\n").decode("utf-8-sig" if encoding == "utf-8" else "cp1252")
+    except UnicodeDecodeError:
+        kind = "invalid UTF-8 bytes (declared utf-8; wrong or mixed encoding)" if encoding == "utf-8" \
+            else "bytes that are not windows-1252"
+        raise DropRejected(f"{path.name}: {kind} in the header row", file=path.name) from None
+    names = [n[1:-1] if len(n) >= 2 and n[0] == n[-1] == '"' else n for n in text.split(";")]
+    names = [n.strip() for n in names]
+    if any(not n or '"' in n for n in names):
+        raise DropRejected(f"{path.name}: header row has an empty or quoted column name", file=path.name)
+    if len(set(names)) != len(names):
+        raise DropRejected(f"{path.name}: header row names a column twice", file=path.name)
+    return names
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, names: list[str]) -> pl.DataFrame:
+    # explicit dialect and columns, every column a string: typing is the normaliser's job
+    params = {"path": str(path), "encoding": encoding, "columns": dict.fromkeys(names, "VARCHAR")}
+    return con.sql(_READ_CSV, params=params).pl()
+
+
+def read_raw(
+    con: duckdb.DuckDBPyConnection, path: Path, encoding: str, scan: FileScan, tmp_dir: Path
+) -> pl.DataFrame:
+    """The file as a frame of nullable strings, header names as Cosmic wrote them.
+
+    Raises DropRejected naming the file and what was wrong (never a value from it).
+    """
+    name = path.name
+    if scan.size == 0:
+        raise DropRejected(f"{name}: empty file (no header row)", file=name)
+    if encoding == "windows-1252":
+        if scan.has_bom:
+            raise DropRejected(f"{name}: declared windows-1252 but starts with a UTF-8 BOM", file=name)
+        if scan.utf8_pair_offset is not None:
+            raise DropRejected(
+                f"{name}: declared windows-1252 but holds UTF-8 multibyte sequences "
+                f"(wrong or mixed encoding) from byte {scan.utf8_pair_offset}",
+                file=name,
+            )
+    names = read_header(path, encoding)
+    try:
+        if encoding == "utf-8":
+            frame = _read_csv(con, path, "utf-8", names)
+        else:
+            frame = _read_windows_1252(con, path, tmp_dir, names)
+    except DropRejected:
+        raise
+    except (duckdb.Error, pl.exceptions.PolarsError) as exc:
+        raise DropRejected(f"{name}: {_safe_duckdb_reason(exc)}", file=name) from None
+    return frame
+
+
+def _read_windows_1252(
+    con: duckdb.DuckDBPyConnection, path: Path, tmp_dir: Path, names: list[str]
+) -> pl.DataFrame:
+    """windows-1252 equals latin-1 except 0x80-0x9F; DuckDB reads latin-1 natively.
+
+    Only a file that holds one of those bytes (€, –, ’, …) pays for a transcode.
+    """
+    try:
+        return _read_csv(con, path, "latin-1", names)
+    except duckdb.Error as exc:
+        if "not latin-1" not in str(exc).lower():
+            raise
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".csv", delete=False) as out:
+        tmp = Path(out.name)
+        offset = 0
+        try:
+            with path.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    bad = CP1252_UNDEFINED.search(chunk)
+                    if bad:
+                        raise DropRejected(
+                            f"{path.name}: byte undefined in windows-1252 at offset {offset + bad.start()}",
+                            file=path.name,
+                        )
+                    # single-byte encoding: chunk borders never split a character
+                    out.write(chunk.decode("cp1252").encode("utf-8"))
+                    offset += len(chunk)
+            out.flush()
+            return _read_csv(con, tmp, "utf-8", names)
+        finally:
+            tmp.unlink(missing_ok=True)

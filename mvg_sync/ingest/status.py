@@ -1,0 +1,57 @@
+"""Plain-text summary of ingestion state for `mvg-sync status` (counts and reasons, no patient data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from mvg_sync.state import STATE_FILE
+
+
+def describe_state(state_dir: Path, *, last_drops: int = 20) -> str:
+    """Drops with outcome, quarantine counts by file/rule/reason, sequence gaps, snapshot pointers."""
+    db = state_dir / STATE_FILE
+    if not db.exists():
+        return "ingestion: no drops processed yet"
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        drops = con.execute(
+            "SELECT extract_id, sequence, outcome, reason, counts FROM drops ORDER BY extract_id DESC LIMIT ?",
+            [last_drops],
+        ).fetchall()
+        totals = con.execute("SELECT outcome, count(*) FROM drops GROUP BY outcome ORDER BY outcome").fetchall()
+        quarantine = con.execute(
+            "SELECT file, rule, reason, count(*) AS n FROM quarantine "
+            "GROUP BY ALL ORDER BY n DESC, file, rule, reason LIMIT 50"
+        ).fetchall()
+        gaps = con.execute(
+            "SELECT after_sequence, before_sequence, missing, detected_at FROM sequence_gaps "
+            "ORDER BY after_sequence"
+        ).fetchall()
+        pointers = con.execute(
+            "SELECT dataset, extract_id, accepted_at FROM snapshot_pointer ORDER BY dataset"
+        ).fetchall()
+    finally:
+        con.close()
+    lines = ["Drops: " + (", ".join(f"{o} {n}" for o, n in totals) or "none")]
+    for extract_id, sequence, outcome, reason, counts in drops:
+        parsed = json.loads(counts or "{}")
+        files = parsed.get("files", {})
+        warnings = [*parsed.get("warnings", []), *(w for c in files.values() for w in c.get("warnings", []))]
+        detail = ", ".join(
+            f"{name} {c.get('accepted')}/{c.get('rows_in')} ok, {c.get('quarantined')} quarantined"
+            for name, c in files.items()
+            if c.get("rows_in") is not None and c.get("accepted") is not None
+        )
+        lines.append(f"  {extract_id} seq {sequence}: {outcome}" + (f" - {reason}" if reason else "")
+                     + (f" [{detail}]" if detail else ""))
+        lines += [f"    warning: {w}" for w in warnings]
+    lines.append("Quarantine (file / rule / reason: rows):" if quarantine else "Quarantine: empty")
+    lines += [f"  {file or '-'} / {rule} / {reason}: {n}" for file, rule, reason, n in quarantine]
+    lines.append("Sequence gaps:" if gaps else "Sequence gaps: none")
+    lines += [f"  {missing} missing between {a} and {b} (seen {at:%Y-%m-%d %H:%M})" for a, b, missing, at in gaps]
+    lines.append("Snapshots:" if pointers else "Snapshots: none accepted yet")
+    lines += [f"  {d}: {e}" for d, e, _ in pointers]
+    return "\n".join(lines)

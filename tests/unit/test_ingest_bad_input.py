@@ -1,0 +1,377 @@
+"""One test per kind of bad input in cosmic-extracts.md: a named reason, and nothing downstream changes."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from mvg_sync.ingest import describe_state, ingest_drop, ingest_pending
+from mvg_sync.ingest import testing as t
+from mvg_sync.state import load_snapshot
+
+AS_OF = datetime(2026, 11, 26, 7, 10, tzinfo=UTC)
+DATASETS = ("bookings", "booking_bases", "events", "slots", "units", "care_services")
+
+
+def downstream(state: Path) -> tuple[list[tuple], dict[str, pl.DataFrame | None]]:
+    con = duckdb.connect(str(state / "state.duckdb"), read_only=True)
+    try:
+        pointers = con.execute("SELECT * FROM snapshot_pointer ORDER BY dataset").fetchall()
+    finally:
+        con.close()
+    return pointers, {d: load_snapshot(state, d) for d in DATASETS}
+
+
+def assert_unchanged(state: Path, before: tuple[list[tuple], dict[str, pl.DataFrame | None]]) -> None:
+    pointers, frames = downstream(state)
+    assert pointers == before[0]
+    for dataset, frame in frames.items():
+        expected = before[1][dataset]
+        assert (frame is None) == (expected is None)
+        if frame is not None and expected is not None:
+            assert_frame_equal(frame, expected)
+
+
+def quarantine(state: Path) -> list[dict]:
+    con = duckdb.connect(str(state / "state.duckdb"), read_only=True)
+    try:
+        rel = con.sql("SELECT extract_id, file, source_row, column_name, rule, reason FROM quarantine")
+        return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> tuple[Path, Path, tuple]:
+    """A landing folder with one accepted drop (sequence 1) and the downstream state after it."""
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    t.write_drop(landing, 1)
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert [d.outcome for d in report.drops] == ["accepted"]
+    return landing, state, downstream(state)
+
+
+def rejected(landing: Path, state: Path) -> str:
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert [d.outcome for d in report.drops] == ["rejected"]
+    rows = [q for q in quarantine(state) if q["extract_id"] == report.drops[0].extract_id]
+    assert len(rows) == 1 and rows[0]["source_row"] is None
+    assert rows[0]["reason"] == report.drops[0].reason
+    return report.drops[0].reason
+
+
+def test_wrong_encoding_declared_utf8_but_windows_1252_rejected(base):
+    landing, state, before = base
+    data = t.csv_text(t.default_files()["bokningar.csv"], list(t.LAYOUT_BY_FILE["bokningar.csv"].headers))
+    t.write_drop(landing, 2, raw={"bokningar.csv": data.encode("cp1252")}, encoding="utf-8")
+    reason = rejected(landing, state)
+    assert reason.startswith("bokningar.csv: invalid UTF-8 bytes")
+    assert_unchanged(state, before)
+
+
+def test_wrong_encoding_declared_windows_1252_but_utf8_rejected(base):
+    landing, state, before = base
+    data = t.csv_text(t.default_files()["bokningar.csv"], list(t.LAYOUT_BY_FILE["bokningar.csv"].headers))
+    t.write_drop(landing, 2, raw={"bokningar.csv": data.encode("utf-8")})
+    reason = rejected(landing, state)
+    assert "declared windows-1252 but holds UTF-8 multibyte sequences" in reason
+    assert_unchanged(state, before)
+
+
+def test_mixed_encodings_rejected(base):
+    landing, state, before = base
+    headers = list(t.LAYOUT_BY_FILE["bokningar.csv"].headers)
+    rows = t.default_files()["bokningar.csv"]
+    data = csv_text_bytes = t.csv_text(rows[:2], headers).encode("cp1252")
+    # third row written by another tool in UTF-8
+    data = csv_text_bytes + t.csv_text(rows[2:], headers).split("\r\n", 1)[1].encode("utf-8")
+    t.write_drop(landing, 2, raw={"bokningar.csv": data})
+    assert "wrong or mixed encoding" in rejected(landing, state)
+    assert_unchanged(state, before)
+
+
+def test_utf8_with_bom_accepted_and_names_survive(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    t.write_drop(landing, 1, encoding="utf-8-sig")
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert report.drops[0].outcome == "accepted"
+    bookings = load_snapshot(state, "bookings")
+    assert bookings["patient_name"].to_list() == ["Öberg, Åsa"] * 3
+    assert bookings["care_service"][0] == "Psykisk hälsa|utredning|läkare"
+    assert bookings["booking_info"][0] == 'Telefonnr:+46701234567; "ring"\r\nBokning via webbtidbok'
+
+
+def test_windows_1252_bytes_above_latin1_are_decoded(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    files = t.default_files()
+    files["bokningar.csv"][0]["Bokningsinformation"] = "Avgift 200 € – ’ok’"
+    t.write_drop(landing, 1, files)
+    assert ingest_pending(landing, state, as_of=AS_OF).drops[0].outcome == "accepted"
+    assert load_snapshot(state, "bookings")["booking_info"][0] == "Avgift 200 € – ’ok’"
+
+
+def test_truncated_file_rejected(base):
+    landing, state, before = base
+    folder = t.write_drop(landing, 2)
+    data = (folder / "bokningar.csv").read_bytes()
+    (folder / "bokningar.csv").write_bytes(data[:-25])  # the export died mid-row
+    reason = rejected(landing, state)
+    assert reason == "bokningar.csv: sha256 differs from the manifest (truncated: last row has no line end)"
+    assert_unchanged(state, before)
+
+
+def test_file_rows_disagree_with_manifest_rejected(base):
+    landing, state, before = base
+    t.write_drop(landing, 2, manifest_overrides={"tider.csv": {"rows": 4}})
+    assert rejected(landing, state) == "tider.csv: 3 data rows but the manifest says 4"
+    assert_unchanged(state, before)
+
+
+def test_file_sha_disagrees_with_manifest_rejected_and_kept_on_disk(base):
+    landing, state, before = base
+    folder = t.write_drop(landing, 2, manifest_overrides={"av_ombokningar.csv": {"sha256": "0" * 64}})
+    assert rejected(landing, state) == "av_ombokningar.csv: sha256 differs from the manifest"
+    assert (folder / "av_ombokningar.csv").exists()
+    assert_unchanged(state, before)
+
+
+def test_listed_file_missing_rejected(base):
+    landing, state, before = base
+    folder = t.write_drop(landing, 2)
+    (folder / "tider.csv").unlink()
+    assert rejected(landing, state) == "tider.csv: listed in the manifest but missing"
+    assert_unchanged(state, before)
+
+
+def test_missing_manifest_is_still_being_written(base):
+    landing, state, before = base
+    folder = t.write_drop(landing, 2, write_manifest=False)
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert report.drops == []
+    assert_unchanged(state, before)
+    t.write_drop(landing, 2, extract_id=folder.name)  # the export finishes
+    assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF).drops] == ["accepted"]
+
+
+def test_duplicate_ids_rejected(base):
+    landing, state, before = base
+    files = t.default_files()
+    files["bokningar.csv"][2]["BokningsID"] = "B1"
+    t.write_drop(landing, 2, files)
+    assert rejected(landing, state) == "bokningar.csv: duplicate BokningsID (1 rows repeat an id; grain violated)"
+    assert_unchanged(state, before)
+
+
+def test_changed_column_order_accepted_with_same_snapshot(base, tmp_path):
+    landing, state, before = base
+    other_landing, other_state = tmp_path / "l2", tmp_path / "s2"
+    headers = {name: list(reversed(layout.headers)) for name, layout in t.LAYOUT_BY_FILE.items()}
+    t.write_drop(other_landing, 1, headers=headers)
+    assert ingest_pending(other_landing, other_state, as_of=AS_OF).drops[0].outcome == "accepted"
+    for dataset in DATASETS:
+        assert_frame_equal(load_snapshot(other_state, dataset), before[1][dataset])
+
+
+def test_unknown_column_warned_and_accepted(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    files = t.default_files()
+    headers = list(t.LAYOUT_BY_FILE["tider.csv"].headers) + ["NyKolumn"]
+    for row in files["tider.csv"]:
+        row["NyKolumn"] = "x"
+    t.write_drop(landing, 1, files, headers={"tider.csv": headers})
+    drop = ingest_pending(landing, state, as_of=AS_OF).drops[0]
+    assert drop.outcome == "accepted"
+    tider = next(f for f in drop.files if f.file == "tider.csv")
+    assert tider.warnings == ["tider.csv: unknown column NyKolumn ignored"]
+    assert "NyKolumn" not in load_snapshot(state, "slots").columns
+    assert "unknown column NyKolumn" in describe_state(state)
+
+
+def test_missing_required_column_rejected(base):
+    landing, state, before = base
+    headers = [h for h in t.LAYOUT_BY_FILE["bokningar.csv"].headers if h != "Personnummer"]
+    t.write_drop(landing, 2, headers={"bokningar.csv": headers})
+    assert rejected(landing, state) == "bokningar.csv: missing required column Personnummer"
+    assert_unchanged(state, before)
+
+
+def test_missing_optional_column_accepted_as_null(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    headers = [h for h in t.LAYOUT_BY_FILE["bokningar.csv"].headers if h != "Avbokningsorsak"]
+    t.write_drop(landing, 1, headers={"bokningar.csv": headers})
+    assert ingest_pending(landing, state, as_of=AS_OF).drops[0].outcome == "accepted"
+    assert load_snapshot(state, "bookings")["cancel_reason"].null_count() == 3
+
+
+def _one_bad_value(tmp_path: Path, file: str, index: int, **change: str | None) -> tuple[Path, list[dict]]:
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    files = t.default_files()
+    files[file][index].update(change)
+    t.write_drop(landing, 1, files)
+    drop = ingest_pending(landing, state, as_of=AS_OF).drops[0]
+    assert drop.outcome == "accepted"
+    counts = next(f for f in drop.files if f.file == file)
+    assert (counts.rows_in, counts.accepted, counts.quarantined) == (3, 2, 1)
+    return state, quarantine(state)
+
+
+def _assert_value_absent(rows: list[dict], value: str) -> None:
+    assert all(value not in (r["reason"] or "") for r in rows)
+
+
+def test_r13_invalid_personnummer_quarantined(tmp_path):
+    state, rows = _one_bad_value(tmp_path, "bokningar.csv", 1, Personnummer="19581124-3268")
+    assert [(r["file"], r["source_row"], r["column_name"], r["rule"]) for r in rows] == [
+        ("bokningar.csv", 2, "Personnummer", "R13")
+    ]
+    assert rows[0]["reason"].startswith("invalid personnummer")
+    _assert_value_absent(rows, "3268")
+    assert load_snapshot(state, "bookings")["booking_id"].to_list() == ["B1", "B3"]
+
+
+def test_invalid_hsa_id_quarantined(tmp_path):
+    state, rows = _one_bad_value(tmp_path, "tider.csv", 0, EnhetHSAID="SE23-XYZ")
+    assert [(r["source_row"], r["column_name"], r["rule"]) for r in rows] == [(1, "EnhetHSAID", "contract")]
+    assert rows[0]["reason"].startswith("invalid HSA-id")
+    _assert_value_absent(rows, "SE23-XYZ")
+    assert load_snapshot(state, "slots")["slot_id"].to_list() == ["T2", "T3"]
+
+
+def test_impossible_date_quarantined(tmp_path):
+    state, rows = _one_bad_value(tmp_path, "bokningsunderlag.csv", 2, Bevakningsdatum="2027-02-30")
+    assert [(r["source_row"], r["column_name"]) for r in rows] == [(3, "Bevakningsdatum")]
+    assert rows[0]["reason"].startswith("invalid date")
+    assert load_snapshot(state, "booking_bases")["basis_id"].to_list() == ["U1", "U2"]
+
+
+def test_impossible_date_time_quarantined(tmp_path):
+    _, rows = _one_bad_value(tmp_path, "bokningar.csv", 0, Registreringsdatum="2026-13-01 10:00")
+    assert [(r["source_row"], r["column_name"]) for r in rows] == [(1, "Registreringsdatum")]
+    assert rows[0]["reason"].startswith("invalid date-time")
+
+
+def test_dst_gap_quarantined_never_guessed(tmp_path):
+    state, rows = _one_bad_value(
+        tmp_path, "bokningar.csv", 0, BokadTid="2027-03-28 02:30", Sluttid="2027-03-28 03:30"
+    )
+    assert [(r["source_row"], r["column_name"]) for r in rows] == [(1, "BokadTid")]
+    assert "invalid date-time" in rows[0]["reason"]
+    assert "B1" not in load_snapshot(state, "bookings")["booking_id"].to_list()
+
+
+def test_dst_overlap_quarantined_never_guessed(tmp_path):
+    state, rows = _one_bad_value(tmp_path, "tider.csv", 1, Start="2026-10-25 02:30", Slut="2026-10-25 02:50")
+    assert sorted((r["source_row"], r["column_name"]) for r in rows) == [(2, "Slut"), (2, "Start")]
+    assert "T2" not in load_snapshot(state, "slots")["slot_id"].to_list()
+
+
+def test_end_before_start_quarantined(tmp_path):
+    _, rows = _one_bad_value(tmp_path, "bokningar.csv", 2, Sluttid="2026-11-27 08:30")
+    assert [(r["source_row"], r["column_name"], r["reason"]) for r in rows] == [
+        (3, "Sluttid", "end is not after BokadTid")
+    ]
+
+
+def test_unknown_status_and_missing_required_value_quarantined(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    files = t.default_files()
+    files["bokningar.csv"][0]["Status"] = "Flyttad"
+    files["bokningar.csv"][1]["Namn"] = None
+    files["bokningar.csv"][2].update(Status="Planerad", BokadTid=None, Sluttid=None)
+    t.write_drop(landing, 1, files)
+    ingest_pending(landing, state, as_of=AS_OF)
+    rows = sorted((r["source_row"], r["column_name"], r["reason"]) for r in quarantine(state))
+    assert rows == [
+        (1, "Status", "not one of the values allowed in Status"),
+        (2, "Namn", "required value missing"),
+    ]
+    planned = load_snapshot(state, "bookings").row(0, named=True)
+    assert (planned["status"], planned["start_at"]) == ("planned", None)
+
+
+def test_empty_file_without_header_rejected(base):
+    landing, state, before = base
+    t.write_drop(landing, 2, raw={"tider.csv": b""}, manifest_overrides={"tider.csv": {"rows": 0}})
+    assert rejected(landing, state) == "tider.csv: empty file (no header row)"
+    assert_unchanged(state, before)
+
+
+def test_header_only_optional_file_accepted(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    files = t.default_files()
+    files["av_ombokningar.csv"] = []
+    t.write_drop(landing, 1, files)
+    assert ingest_pending(landing, state, as_of=AS_OF).drops[0].outcome == "accepted"
+    assert load_snapshot(state, "events").height == 0
+
+
+def test_empty_bookings_file_rejected(base):
+    landing, state, before = base
+    files = t.default_files()
+    files["bokningar.csv"] = []
+    t.write_drop(landing, 2, files)
+    assert rejected(landing, state) == "bokningar.csv: empty (0 data rows); it would cancel every booking"
+    assert_unchanged(state, before)
+
+
+def test_file_shrinking_below_half_rejected(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    t.write_drop(landing, 1, t.default_files(40))
+    ingest_pending(landing, state, as_of=AS_OF)
+    before = downstream(state)
+    t.write_drop(landing, 2, t.default_files(19))
+    assert rejected(landing, state).startswith("bokningar.csv: 19 data rows, under 50% of the previous")
+    assert_unchanged(state, before)
+
+
+def test_drop_out_of_order_is_stale(base):
+    landing, state, _ = base
+    t.write_drop(landing, 3)
+    ingest_pending(landing, state, as_of=AS_OF)
+    after_three = downstream(state)
+    t.write_drop(landing, 2)  # arrives late, sorts before 3
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert [(d.outcome, d.reason) for d in report.drops] == [
+        ("stale", "older than the newest accepted drop 20261126T080300-000003")
+    ]
+    assert_unchanged(state, after_three)
+
+
+def test_drop_arriving_twice_is_duplicate(base):
+    landing, state, before = base
+    folder = landing / "20261126T080100-000001"
+    assert ingest_pending(landing, state, as_of=AS_OF).drops == []  # already processed: skipped
+    assert ingest_drop(folder, state, as_of=AS_OF).outcome == "duplicate"
+    shutil.copytree(folder, landing / "20261126T080100-000001-again")  # delivered a second time
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert [(d.outcome, d.reason) for d in report.drops] == [("duplicate", "drop already processed (accepted)")]
+    assert_unchanged(state, before)
+
+
+def test_sequence_gap_recorded(base):
+    landing, state, _ = base
+    t.write_drop(landing, 5)
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert report.gaps == [(1, 5)]
+    con = duckdb.connect(str(state / "state.duckdb"), read_only=True)
+    assert con.execute("SELECT after_sequence, before_sequence, missing FROM sequence_gaps").fetchall() == [(1, 5, 3)]
+    con.close()
+    assert "3 missing between 1 and 5" in describe_state(state)
+
+
+def test_optional_files_keep_last_seen(base):
+    landing, state, before = base
+    files = t.default_files()
+    del files["enheter.csv"], files["vardtjanster.csv"]
+    t.write_drop(landing, 2, files)
+    assert ingest_pending(landing, state, as_of=AS_OF).drops[0].outcome == "accepted"
+    pointers = dict((d, e) for d, e, *_ in downstream(state)[0])
+    assert pointers["units"] == "20261126T080100-000001"
+    assert pointers["bookings"] == "20261126T080200-000002"
+    assert_frame_equal(load_snapshot(state, "units"), before[1]["units"])
