@@ -111,7 +111,8 @@ def client_for(sb, secret=SECRET, **kwargs):
     return Clinic24Client(sb.base_url, CLIENT_ID, secret, **kwargs)
 
 
-def test_reads_locations_guardians_and_search(sb):
+def test_reads_locations_guardians_and_search(sb, caplog):
+    caplog.set_level(logging.DEBUG)
     with client_for(sb) as client:
         units = client.list_locations()
         assert units == sb.state()["units"]
@@ -125,6 +126,8 @@ def test_reads_locations_guardians_and_search(sb):
         assert client.search_appointments(UNIT, "2026-12-04", "2026-12-31") == []
         assert client.get_appointment("1001")["status"] == "booked"
         assert client.get_service_request("U1")["status"] == "active"
+    assert "RelatedPerson" in caplog.text  # httpx did log the call...
+    assert CHILD not in caplog.text  # ...without the personnummer in its query
 
 
 def test_search_follows_next_links(sb):
