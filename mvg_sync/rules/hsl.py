@@ -129,23 +129,30 @@ def _excluded_days(date_from: date, date_to: date) -> pl.DataFrame:
 
 
 def marker_errors(slots: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """R23: MVG markers whose care services (on any slot) belong to more than one profession.
+    """R23: MVG markers that, on some slot, carry care services of more than one profession.
 
-    Per `unit_hsa_id` and `schedule_marker`; the profession is the care service's third
-    segment. Lists the professions and care services found and how many slots carry them.
+    The marker's care services are the care-service rows of a slot (one slot under a marker is
+    offered for every service of that marker), so a slot whose services name two professions
+    (third segment of the name) shows a mixed marker. Doctors and nurses each using
+    `MVG distans` on their own slots is fine. One row per `unit_hsa_id` and `schedule_marker`
+    with the professions and care services of the mixed slots and how many slots mix.
     """
-    return (
+    mixed_slots = (
         slots.lazy()
         .filter(pl.col("schedule_marker").is_in(MVG_MARKERS))
         .with_columns(service_profession=care_service_profession_expr(pl.col("care_service")))
         .filter(pl.col("service_profession").is_not_null())
-        .group_by("unit_hsa_id", "schedule_marker")
+        .group_by("unit_hsa_id", "schedule_marker", "slot_id")
+        .agg(pl.col("service_profession"), pl.col("care_service"))
+        .filter(pl.col("service_profession").list.n_unique() > 1)
+    )
+    return (
+        mixed_slots.group_by("unit_hsa_id", "schedule_marker")
         .agg(
-            pl.col("service_profession").unique().sort().alias("professions"),
-            pl.col("care_service").unique().sort().alias("care_services"),
-            pl.col("slot_id").n_unique().cast(pl.UInt32).alias("slots"),
+            pl.col("service_profession").list.explode(keep_nulls=False, empty_as_null=False).unique().sort().alias("professions"),
+            pl.col("care_service").list.explode(keep_nulls=False, empty_as_null=False).unique().sort().alias("care_services"),
+            pl.len().cast(pl.UInt32).alias("slots"),
         )
-        .filter(pl.col("professions").list.len() > 1)
         .with_columns(
             pl.col("professions").list.join(", "),
             pl.col("care_services").list.join("; "),

@@ -183,6 +183,7 @@ def test_r23_marker_mixing_professions_is_a_configuration_error():
         _slot(HC, MON, "Läkare", DOC_SERVICE, slot_id="S1"),
         _slot(HC, MON, "Läkare", NURSE_SERVICE, slot_id="S1"),      # same slot, nurse service
         _slot(HC, MON, "Fysioterapeut", PHYSIO_SERVICE, marker="MVG fysiskt"),
+        _slot(HC, TUE, "Sjuksköterska", NURSE_SERVICE, marker="MVG fysiskt"),  # own slot: fine
         _slot(SPEC, MON, "Läkare", DOC_SERVICE),                   # one profession: fine
         _slot(SPEC, MON, "Läkare", "Annat|x|läkare", marker="Lokal markering"),
         _slot(SPEC, MON, "Kurator", "Annat|x|kurator", marker="Lokal markering"),  # not MVG
