@@ -106,3 +106,35 @@ def test_contract_to_local_string_round_trips():
     raws = ["2026-01-15 10:00", "2026-07-01 10:00", "2026-10-25 03:00", "2026-03-29 03:00"]
     parsed = _parse(raws)
     assert parsed.select(to_local_string(pl.col("value"))).to_series().to_list() == raws
+
+
+def test_contract_fast_table_agrees_with_polars_time_zone_data():
+    # Every half hour across the table's years and both of its edges (before 1970, after
+    # 2070), checked against Polars' own per-row conversion: same UTC value, same error kind.
+    naive = pl.concat(
+        [
+            pl.datetime_range(dt.date(start, 1, 1), dt.date(end, 1, 1), "30m", eager=True)
+            for start, end in [(1968, 1972), (1979, 2032), (2068, 2072)]
+        ]
+    ).alias("naive")
+    frame = pl.DataFrame({"naive": naive}).with_columns(
+        raw=pl.col("naive").dt.strftime("%Y-%m-%d %H:%M")
+    )
+    unique = pl.col("naive").dt.replace_time_zone(
+        "Europe/Stockholm", ambiguous="null", non_existent="null"
+    )
+    earliest = pl.col("naive").dt.replace_time_zone(
+        "Europe/Stockholm", ambiguous="earliest", non_existent="null"
+    )
+    expected = frame.select(
+        value=unique.dt.convert_time_zone("UTC"),
+        error=pl.when(unique.is_not_null())
+        .then(pl.lit(None, dtype=pl.String))
+        .when(earliest.is_null())
+        .then(pl.lit(ERROR_GAP))
+        .otherwise(pl.lit(ERROR_OVERLAP)),
+    )
+    result = frame.select(parse_local_datetime(pl.col("raw")).alias("r")).unnest("r")
+    assert_frame_equal(result, expected)
+    # The range really holds transitions of both kinds (the comparison is not vacuous).
+    assert result["error"].value_counts().height == 3
