@@ -70,7 +70,7 @@ CARE_SERVICES: tuple[CareService, ...] = (
     _svc("Primärvård|distans video|sjuksköterska|distrikt", DIGITAL, PV, "sjukskoterska-distrikt"),
     _svc("Primärvård|distans video|sjuksköterska|hjärtsvikt", DIGITAL, PV, "sjukskoterska-hjartsvikt"),
     _svc("Primärvård|distans video|sjuksköterska|hypertoni", DIGITAL, PV, "sjukskoterska-hypertoni"),
-    _svc(MISCONFIGURED_SERVICE, DIGITAL, PV, None, 0.02),
+    _svc(MISCONFIGURED_SERVICE, DIGITAL, PV, None, 0.1),
     _svc("Primärvård|distans video|sjuksköterska|osteoporos", DIGITAL, PV, "sjukskoterska-osteoporos"),
     _svc("Psykisk hälsa|distans video|sjuksköterska|pst", DIGITAL, PV, "sjukskoterska-pst"),
     # primary care, other professions

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from mvg_sync.generator.region import FILES, Region
@@ -15,6 +16,24 @@ from mvg_sync.generator.region import FILES, Region
 ENCODINGS = {"windows-1252": "cp1252", "utf-8": "utf-8", "utf-8-sig": "utf-8"}
 CHUNK_ROWS = 250_000
 MANIFEST = "manifest.json"
+
+
+def utf8_to_cp1252(data: bytes) -> bytes:
+    """Transcode UTF-8 to windows-1252, fast when every char is below U+0100.
+
+    Such text decodes to a one-byte-per-char string whose latin-1 encoding is a plain copy, and
+    latin-1 equals windows-1252 outside 0x80-0x9F; a byte in that range (a C1 control) or a
+    char above U+00FF (e.g. the euro sign) takes Python's cp1252 codec, which raises for what
+    windows-1252 cannot hold.
+    """
+    text = data.decode("utf-8")
+    try:
+        out = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("cp1252")
+    if np.any((np.frombuffer(out, dtype=np.uint8) & 0xE0) == 0x80):
+        return text.encode("cp1252")
+    return out
 
 
 def extract_id(region: Region, sequence: int) -> str:
@@ -53,7 +72,7 @@ def write_csv(frame: pl.DataFrame, path: Path, encoding: str = "windows-1252",
             )
             data = buffer.getvalue()
             if codec != "utf-8":
-                data = data.decode("utf-8").encode(codec)
+                data = utf8_to_cp1252(data)
             digest.update(data)
             out.write(data)
         out.flush()
