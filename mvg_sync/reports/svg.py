@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from mvg_sync.reports.format import format_number, format_value
+from mvg_sync.reports.format import NBSP, format_number, format_percent, format_value
 from mvg_sync.reports.model import Chart
 
 # Okabe-Ito: tells series apart for colour-blind readers too.
@@ -31,7 +31,7 @@ def _ticks(top: float, n: int = 5) -> list[float]:
 
 def _tick_label(value: float, percent: bool) -> str:
     if percent:
-        return f"{value * 100:.0f} %"
+        return f"{value * 100:.0f}{NBSP}%"
     return format_number(value)
 
 
@@ -88,7 +88,7 @@ def _top(chart: Chart, series: list[list[float]]) -> float:
 
 
 def _mark_title(chart: Chart, category: str, name: str, value: float) -> str:
-    shown = f"{value * 100:.1f} %" if chart.percent else format_number(value)
+    shown = format_percent(value) if chart.percent else format_number(value)
     return f"<title>{escape(category)} – {escape(name)}: {escape(shown)}</title>"
 
 
