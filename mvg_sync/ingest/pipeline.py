@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -189,12 +190,30 @@ def _validate_drop(
                                rule="manifest")
 
     # Hash every file first (threads: hashlib releases the GIL): a corrupt drop costs no parsing.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        scans = dict(zip(
-            [lay.file for lay in layouts],
-            pool.map(lambda lay: scan_file(folder / lay.file, manifest.encoding), layouts),
-            strict=True,
-        ))
+    tmp = state_dir / "tmp" / manifest.extract_id
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            scans = dict(zip(
+                [lay.file for lay in layouts],
+                pool.map(lambda lay: scan_file(folder / lay.file, manifest.encoding, tmp / lay.file), layouts),
+                strict=True,
+            ))
+        return _validate_scanned(con, folder, manifest, drop, state_dir, as_of, layouts, scans)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _validate_scanned(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    manifest: Manifest,
+    drop: DropReport,
+    state_dir: Path,
+    as_of: datetime,
+    layouts: list[FileLayout],
+    scans: dict[str, FileScan],
+) -> dict[str, Normalised]:
     for layout in layouts:
         scan, entry = scans[layout.file], manifest.files[layout.file]
         if scan.sha256 != entry.sha256:
@@ -209,7 +228,7 @@ def _validate_drop(
         counts = FileCounts(file=layout.file)
         drop.files.append(counts)
         datasets[layout.dataset] = _validate_file(
-            con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date, state_dir
+            con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date
         )
     _check_contracts(datasets)
     _check_quality(datasets, manifest, drop, state_dir, as_of, previous)
@@ -225,11 +244,10 @@ def _validate_file(
     counts: FileCounts,
     previous: dict[str, int],
     reference_date: object,
-    state_dir: Path,
 ) -> Normalised:
     name = layout.file
     try:
-        raw = read_raw(con, folder / name, manifest.encoding, scan, state_dir / "tmp")
+        raw = read_raw(con, folder / name, manifest.encoding, scan)
         counts.rows_in = raw.height
         expected = manifest.files[name].rows
         if raw.height != expected:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,6 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # In windows-1252 Swedish text `Ã`/`Â` followed by a C1/Latin-1 symbol is mojibake: these
 # byte pairs are how UTF-8 writes å, ä, ö, é, … (e.g. `Ã¤` = ä).
 UTF8_PAIR = re.compile(rb"[\xc2-\xc3][\x80-\xbf]")
-# windows-1252 leaves these bytes undefined; a file containing them is not windows-1252.
-CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 
 
 @dataclass(frozen=True)
@@ -31,19 +28,33 @@ class FileScan:
     has_bom: bool
     ends_with_newline: bool
     utf8_pair_offset: int | None  # first UTF-8 multibyte pair in a windows-1252 file
+    undefined_offset: int | None = None  # first byte windows-1252 leaves undefined
+    utf8_copy: Path | None = None  # the windows-1252 file transcoded to UTF-8
 
 
-def scan_file(path: Path, encoding: str) -> FileScan:
-    """sha256 over the bytes in 8 MB chunks, plus the cheap encoding probes on the way."""
+def scan_file(path: Path, encoding: str, utf8_copy: Path | None = None) -> FileScan:
+    """sha256 over the bytes in 8 MB chunks, plus the cheap encoding probes on the way.
+
+    For a windows-1252 file the same pass writes `utf8_copy`: DuckDB reads only UTF-8 and
+    latin-1 natively, and its latin-1 path measured 3x slower than transcoding here.
+    """
     digest = hashlib.sha256()
     size = 0
     first = b""
     last = b""
     pair_offset: int | None = None
+    undefined_offset: int | None = None
     check_pairs = encoding == "windows-1252"
+    out = utf8_copy.open("wb") if (utf8_copy is not None and check_pairs) else None
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
+            if out is not None and undefined_offset is None:
+                try:
+                    # single-byte encoding: chunk borders never split a character
+                    out.write(chunk.decode("cp1252").encode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    undefined_offset = size + exc.start
             if not first:
                 first = chunk[:3]
             # memchr-fast pre-test; the regex only runs on the rare chunk holding Â/Ã
@@ -54,12 +65,16 @@ def scan_file(path: Path, encoding: str) -> FileScan:
                     pair_offset = size - len(last[-1:]) + match.start()
             size += len(chunk)
             last = chunk[-2:]
+    if out is not None:
+        out.close()
     return FileScan(
         sha256=digest.hexdigest(),
         size=size,
         has_bom=first.startswith(UTF8_BOM),
         ends_with_newline=last.endswith(b"\n"),
         utf8_pair_offset=pair_offset,
+        undefined_offset=undefined_offset,
+        utf8_copy=utf8_copy if out is not None else None,
     )
 
 
@@ -116,9 +131,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, names: 
     return con.sql(_READ_CSV, params=params).pl()
 
 
-def read_raw(
-    con: duckdb.DuckDBPyConnection, path: Path, encoding: str, scan: FileScan, tmp_dir: Path
-) -> pl.DataFrame:
+def read_raw(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, scan: FileScan) -> pl.DataFrame:
     """The file as a frame of nullable strings, header names as Cosmic wrote them.
 
     Raises DropRejected naming the file and what was wrong (never a value from it).
@@ -136,47 +149,19 @@ def read_raw(
                 file=name,
             )
     names = read_header(path, encoding)
+    if scan.undefined_offset is not None:
+        raise DropRejected(
+            f"{name}: byte undefined in windows-1252 at offset {scan.undefined_offset}", file=name
+        )
     try:
         if encoding == "utf-8":
             frame = _read_csv(con, path, "utf-8", names)
-        else:
-            frame = _read_windows_1252(con, path, tmp_dir, names)
+        elif scan.utf8_copy is not None:
+            frame = _read_csv(con, scan.utf8_copy, "utf-8", names)
+        else:  # no transcoded copy (a caller that scanned without one): DuckDB's latin-1 path
+            frame = _read_csv(con, path, "latin-1", names)
     except DropRejected:
         raise
     except (duckdb.Error, pl.exceptions.PolarsError) as exc:
         raise DropRejected(f"{name}: {_safe_duckdb_reason(exc)}", file=name) from None
     return frame
-
-
-def _read_windows_1252(
-    con: duckdb.DuckDBPyConnection, path: Path, tmp_dir: Path, names: list[str]
-) -> pl.DataFrame:
-    """windows-1252 equals latin-1 except 0x80-0x9F; DuckDB reads latin-1 natively.
-
-    Only a file that holds one of those bytes (€, –, ’, …) pays for a transcode.
-    """
-    try:
-        return _read_csv(con, path, "latin-1", names)
-    except duckdb.Error as exc:
-        if "not latin-1" not in str(exc).lower():
-            raise
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".csv", delete=False) as out:
-        tmp = Path(out.name)
-        offset = 0
-        try:
-            with path.open("rb") as src:
-                while chunk := src.read(CHUNK):
-                    bad = CP1252_UNDEFINED.search(chunk)
-                    if bad:
-                        raise DropRejected(
-                            f"{path.name}: byte undefined in windows-1252 at offset {offset + bad.start()}",
-                            file=path.name,
-                        )
-                    # single-byte encoding: chunk borders never split a character
-                    out.write(chunk.decode("cp1252").encode("utf-8"))
-                    offset += len(chunk)
-            out.flush()
-            return _read_csv(con, tmp, "utf-8", names)
-        finally:
-            tmp.unlink(missing_ok=True)
