@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import polars as pl
 
+from mvg_sync.reports.format import format_value
 from mvg_sync.reports.model import Chart, Report, View
 from mvg_sync.rules.hsl import HslResult
 
@@ -121,7 +122,7 @@ def build_hsl_report(
     facts = (
         ("Period", f"{date_from.isoformat()} – {date_to.isoformat()}"),
         ("Enhet", unit or "alla offentliga hälsocentraler och specialistmottagningar"),
-        ("Läge per", as_of.strftime("%Y-%m-%d %H:%M %z")),
+        ("Läge per", format_value(as_of)),
         ("Enhet-yrkesgruppsdagar", str(result.coverage.height)),
         ("Ej uppfyllda", str(non_compliant)),
         ("Konfigurationsfel (R23)", str(result.marker_errors.height)),

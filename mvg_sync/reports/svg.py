@@ -84,7 +84,10 @@ def _top(chart: Chart, series: list[list[float]]) -> float:
         peak = max((sum(col) for col in zip(*series, strict=True)), default=0.0)
     else:
         peak = max((max(s, default=0.0) for s in series), default=0.0)
-    return 1.0 if chart.percent and peak <= 1 else _nice_max(peak)
+    if chart.percent and peak <= 1:
+        return 1.0
+    # counts: at least 0..5 so five ticks fall on whole numbers
+    return max(5.0, _nice_max(peak))
 
 
 def _mark_title(chart: Chart, category: str, name: str, value: float) -> str:
@@ -184,8 +187,8 @@ def _line(chart: Chart, categories: list[str], series: list[list[float]]) -> str
                      f'stroke="#ddd"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
                      f'{_tick_label(t, chart.percent)}</text>')
-    step = plot_w / max(1, len(categories) - 1) if len(categories) > 1 else 0
-    xs = [left + (i * step if len(categories) > 1 else plot_w / 2) for i in range(len(categories))]
+    band = plot_w / len(categories)
+    xs = [left + (i + 0.5) * band for i in range(len(categories))]
     for si, values in enumerate(series):
         colour = PALETTE[si % len(PALETTE)]
         points = " ".join(f"{x:.1f},{top_pad + plot_h - plot_h * v / top:.1f}"
