@@ -49,6 +49,11 @@ class Issue:
         return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
+def _one_of(value: object, allowed: frozenset[str]) -> bool:
+    # Arbitrary JSON may put a list where a code belongs; a list is not hashable.
+    return isinstance(value, str) and value in allowed
+
+
 def _required(path: str) -> Issue:
     return Issue(422, "required", f"{path} is required", path)
 
@@ -229,7 +234,7 @@ def _check_patient(identifier: object, display: object, path: str) -> tuple[str,
     if not isinstance(identifier, dict):
         return _required(f"{path}.identifier")
     system, value = identifier.get("system"), identifier.get("value")
-    if system not in PATIENT_SYSTEMS:
+    if not _one_of(system, PATIENT_SYSTEMS):
         return _value(f"{path}.identifier", "patient identifier must be a personnummer or samordningsnummer")
     if not isinstance(value, str) or not value:
         return _required(f"{path}.identifier.value")
@@ -267,7 +272,7 @@ def check_appointment(res: dict) -> Checked | Issue:
     status = res.get("status")
     if status is None:
         return _required(f"{p}.status")
-    if status not in APPOINTMENT_STATUSES:
+    if not _one_of(status, APPOINTMENT_STATUSES):
         return _value(f"{p}.status", "status must be booked or cancelled")
     if status == "cancelled":
         reason = res.get("cancelationReason")
@@ -292,7 +297,7 @@ def check_appointment(res: dict) -> Checked | Issue:
     if issue := _check_coding(res.get("appointmentType"), VISIT_KIND, f"{p}.appointmentType"):
         return issue
     visit_kind = _first_coding(res["appointmentType"])["code"]  # type: ignore[index]
-    if visit_kind not in VISIT_KINDS:
+    if not _one_of(visit_kind, VISIT_KINDS):
         return _value(f"{p}.appointmentType", "unknown visit kind (digital or physical)")
     if "comment" in res and not isinstance(res["comment"], str):
         return _value(f"{p}.comment", "comment must be a string")
@@ -369,7 +374,7 @@ def check_service_request(res: dict) -> Checked | Issue:
     status = res.get("status")
     if status is None:
         return _required(f"{p}.status")
-    if status not in TICKET_STATUSES:
+    if not _one_of(status, TICKET_STATUSES):
         return _value(f"{p}.status", "status must be active, revoked or completed")
     if "intent" not in res:
         return _required(f"{p}.intent")
