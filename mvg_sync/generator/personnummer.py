@@ -47,28 +47,28 @@ def make_ids(
     )
     check = luhn_check_digit(digits)
     form = np.where(is_centenarian & (form == FORM_10), FORM_10_SEP, form)
-    frame = pl.DataFrame(
-        {
-            "cc": year // 100, "yy": yy, "mm": month, "dd": dd, "nnn": serial, "c": check,
-            "form": form.astype(np.int8), "old": is_centenarian,
-        }
+    # one integer per id, printed once; the typed forms are slices of it, built per form so
+    # that no row pays for the forms it does not use
+    twelve = (
+        (year // 100).astype(np.int64) * 10**10 + yy * 10**8 + month * 10**6 + dd * 10**4
+        + serial * 10 + check
     )
-
-    def z(name: str, width: int) -> pl.Expr:
-        return pl.col(name).cast(pl.String).str.zfill(width)
-
-    yymmdd = pl.concat_str([z("yy", 2), z("mm", 2), z("dd", 2)])
-    tail = pl.concat_str([z("nnn", 3), z("c", 1)])
-    century = z("cc", 2)
-    sep10 = pl.when(pl.col("old")).then(pl.lit("+")).otherwise(pl.lit("-"))
-    typed = (
-        pl.when(pl.col("form") == FORM_12).then(pl.concat_str([century, yymmdd, tail]))
-        .when(pl.col("form") == FORM_12_DASH).then(pl.concat_str([century, yymmdd, pl.lit("-"), tail]))
-        .when(pl.col("form") == FORM_10_SEP).then(pl.concat_str([yymmdd, sep10, tail]))
-        .when(pl.col("form") == FORM_10).then(pl.concat_str([yymmdd, tail]))
-        .otherwise(pl.concat_str([century, pl.lit(" "), yymmdd, pl.lit("-"), tail]))
-    )
-    return frame.select(
-        typed.alias("Personnummer"),
-        pl.concat_str([century, yymmdd, tail]).alias("patient_id"),
-    )
+    patient_id = pl.Series("patient_id", twelve).cast(pl.String)
+    parts = []
+    for code in (FORM_12, FORM_12_DASH, FORM_10_SEP, FORM_10, FORM_SPACED):
+        rows = np.flatnonzero(form == code)
+        p = patient_id.gather(rows)
+        sep = pl.Series(np.where(is_centenarian[rows], "+", "-"))
+        if code == FORM_12:
+            typed = p
+        elif code == FORM_12_DASH:
+            typed = p.str.slice(0, 8) + "-" + p.str.slice(8, 4)
+        elif code == FORM_10_SEP:
+            typed = p.str.slice(2, 6) + sep + p.str.slice(8, 4)
+        elif code == FORM_10:
+            typed = p.str.slice(2, 10)
+        else:
+            typed = p.str.slice(0, 2) + " " + p.str.slice(2, 6) + "-" + p.str.slice(8, 4)
+        parts.append(pl.DataFrame({"row": rows, "Personnummer": typed}))
+    typed_all = pl.concat(parts).sort("row")["Personnummer"]
+    return pl.DataFrame([typed_all, patient_id])
