@@ -26,10 +26,13 @@ TICKET_STATUSES = frozenset({"active", "revoked", "completed"})
 VISIT_KINDS = frozenset({"digital", "physical"})
 PATIENT_SYSTEMS = frozenset({PERSONNUMMER, SAMORDNINGSNUMMER})
 
-# FHIR `instant`: seconds required, offset required (a naive time is refused).
-_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TWELVE_DIGITS = re.compile(r"^\d{12}$")
+# FHIR `instant`: seconds required, offset required (a naive time is refused). All patterns
+# are used with fullmatch and ASCII digit classes (`\d` and `$` would let "٣" and "\n" in).
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TWELVE_DIGITS = re.compile(r"[0-9]{12}")
+# Every shape R13 accepts (as rules/patient_id.py): optional century, YYMMDD, separator, NNNC.
+_R13_SHAPE = re.compile(r"(?:[0-9]{2} *)?[0-9]{6} *[-+]? *[0-9]{4}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ def luhn_ok(digits: str) -> bool:
 
 def birth_date(patient_id: str) -> date | None:
     """Birth date of a valid 12-digit personnummer or samordningsnummer, else None (R13)."""
-    if not _TWELVE_DIGITS.match(patient_id) or not luhn_ok(patient_id[2:]):
+    if not _TWELVE_DIGITS.fullmatch(patient_id) or not luhn_ok(patient_id[2:]):
         return None
     day = int(patient_id[6:8])
     if day > 60:
@@ -99,29 +102,31 @@ def patient_id_kind(patient_id: str) -> str:
 def normalise_patient_id(raw: str, reference: date) -> str | None:
     """Any R13 form to 12 digits, or None when invalid (R13).
 
-    In the 10-digit form the century is the latest one that puts the birth date on or before
-    `reference`; `+` adds another hundred years.
+    Mirrors `mvg_sync.rules.patient_id.normalise_patient_id` for one value without Polars (a
+    test checks that they agree): century of the 10-digit form is the one that makes the
+    person 0-99 years old on `reference`, `+` one century more; a future birth date is invalid.
     """
     text = raw.strip()
-    plus = "+" in text
-    digits = "".join(ch for ch in text if ch not in " -+")
-    if not digits.isdigit():
+    if not _R13_SHAPE.fullmatch(text):
         return None
+    digits = "".join(ch for ch in text if ch.isdigit())
     if len(digits) == 10:
-        yy, mm, dd = int(digits[0:2]), int(digits[2:4]), int(digits[4:6])
-        dd = dd - 60 if dd > 60 else dd
+        yy, mmdd = int(digits[0:2]), int(digits[2:6])
+        day = mmdd % 100
+        if day > 60:
+            mmdd -= 60
         year = reference.year - ((reference.year - yy) % 100)
-        try:
-            if date(year, mm, dd) > reference:
-                year -= 100
-        except ValueError:
-            return None
-        if plus:
+        if year == reference.year and mmdd > reference.month * 100 + reference.day:
             year -= 100
+        if "+" in text:
+            year -= 100
+        if year < 0:
+            return None
         digits = f"{year // 100:02d}{digits}"
-    elif len(digits) != 12 or plus:
+    born = birth_date(digits)
+    if born is None or born > reference:
         return None
-    return digits if birth_date(digits) is not None else None
+    return digits
 
 
 def age_on(born: date, day: date) -> int:
@@ -134,7 +139,7 @@ def age_on(born: date, day: date) -> int:
 
 def parse_instant(value: object) -> datetime | None:
     """An aware datetime for a FHIR instant with offset, else None."""
-    if not isinstance(value, str) or not _INSTANT.match(value):
+    if not isinstance(value, str) or not _INSTANT.fullmatch(value):
         return None
     try:
         return datetime.fromisoformat(value)
@@ -144,7 +149,7 @@ def parse_instant(value: object) -> datetime | None:
 
 def parse_date(value: object) -> date | None:
     """A date for `YYYY-MM-DD`, else None."""
-    if not isinstance(value, str) or not _DATE.match(value):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         return None
     try:
         return date.fromisoformat(value)
