@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SANDBOX_CLIENT_ID = "mvg-sync"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the documented sandbox default
+
+# Where a deployment finds the Clinic24 client when the environment does not hold it
+# (created by `mvg-sync setup-prefect`). The id is not secret, so it is a Prefect Variable
+# beside the other settings; the secret is a Secret block, masked in the UI and API.
+CLIENT_SECRET_BLOCK = "clinic24-client-secret"  # noqa: S105 - a block name, not a secret
+CLIENT_ID_VARIABLE = "clinic24_client_id"
 
 
 class MissingSetting(RuntimeError):
@@ -30,6 +36,19 @@ class Settings(BaseSettings):
     cancel_guard_floor: int = Field(20, alias="MVG_CANCEL_GUARD_FLOOR", ge=0)
     retention_days: int = Field(60, alias="MVG_RETENTION_DAYS", ge=1)
 
+    @field_validator("landing_dir", "state_dir", "report_dir", "clinic24_base_url", mode="before")
+    @classmethod
+    def _not_blank(cls, value: object, info) -> object:
+        # An empty value would silently become the working directory (Path("") == "."); in a
+        # deployment it means the Prefect Variable was missing when `prefect deploy` ran.
+        if isinstance(value, str) and not value.strip():
+            alias = cls.model_fields[info.field_name].alias
+            raise MissingSetting(
+                f"{alias} is empty (in a deployment: Prefect Variable {alias.lower()} was missing at deploy "
+                "time; run `mvg-sync setup-prefect`, then `prefect deploy --all`)"
+            )
+        return value
+
     @property
     def state_db(self) -> Path:
         """The integration's DuckDB state file."""
@@ -42,16 +61,52 @@ class Settings(BaseSettings):
         return host in {"127.0.0.1", "localhost", "::1", "[::1]"}
 
     def clinic24_credentials(self) -> tuple[str, str]:
-        """Client id and secret; the sandbox defaults apply only to a loopback sandbox."""
+        """Client id and secret: environment first, then Prefect (Variable / Secret block).
+
+        The sandbox defaults apply only to a loopback sandbox. The secret is never logged
+        and never part of an error message.
+        """
         client_id = self.clinic24_client_id
         secret = self.clinic24_client_secret.get_secret_value() if self.clinic24_client_secret else None
         if self.is_sandbox:
             return client_id or SANDBOX_CLIENT_ID, secret or SANDBOX_CLIENT_SECRET
         if not client_id:
-            raise MissingSetting("CLINIC24_CLIENT_ID is not set")
+            client_id = _from_prefect("variable", CLIENT_ID_VARIABLE, env_name="CLINIC24_CLIENT_ID")
         if not secret:
-            raise MissingSetting("CLINIC24_CLIENT_SECRET is not set")
+            secret = _from_prefect("secret", CLIENT_SECRET_BLOCK, env_name="CLINIC24_CLIENT_SECRET")
         return client_id, secret
+
+
+def _from_prefect(kind: str, name: str, *, env_name: str) -> str:
+    """Read a Prefect Variable or Secret block, or raise MissingSetting naming both places."""
+    where = f"Prefect Variable '{name}'" if kind == "variable" else f"Prefect Secret block '{name}'"
+    missing = f"{env_name} is not set (neither in the environment nor as {where})"
+    if not _prefect_api_available():
+        raise MissingSetting(f"{missing}; no Prefect API is configured to look it up")
+    try:
+        if kind == "variable":
+            from prefect.variables import Variable
+
+            value = Variable.get(name, default=None)
+        else:
+            from prefect.blocks.system import Secret
+
+            value = Secret.load(name).get()
+    except ValueError:  # Prefect's "Unable to find block document named …"
+        value = None
+    except Exception as exc:  # noqa: BLE001 - reported by name; the detail may not hold the value
+        raise MissingSetting(f"{missing}: Prefect lookup failed ({type(exc).__name__})") from None
+    if value is None or not str(value).strip():
+        raise MissingSetting(missing)
+    return str(value)
+
+
+def _prefect_api_available() -> bool:
+    """A Prefect API to ask: a configured URL, or the one serving the current run."""
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value()) or FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
 def load_settings(**overrides: object) -> Settings:
