@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mvg_sync.clinic24.sandbox.examples import (
     BOOKING,
@@ -88,3 +89,48 @@ def test_mvg_sync_sandbox_command_serves_the_api(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert process.wait(15) in (0, -signal.SIGTERM)
+
+
+LAUNCHER = """
+import sys, time
+from pathlib import Path
+from mvg_sync.clinic24.sandbox.runner import start_sandbox
+handle = start_sandbox(Path(sys.argv[1]), stop_with_parent=sys.argv[2] == "1")
+print(handle.pid, handle.base_url, flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("stop_with_parent", [True, False])
+def test_sandbox_outlives_a_killed_launcher_only_when_asked(tmp_path: Path, stop_with_parent: bool) -> None:
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(tmp_path), "1" if stop_with_parent else "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pid_text, base_url = launcher.stdout.readline().split()
+    pid = int(pid_text)
+    try:
+        launcher.kill()  # SIGKILL: the launcher cannot clean up
+        launcher.wait(10)
+        if stop_with_parent:
+            assert _gone(pid, within=10)
+        else:
+            time.sleep(1)
+            assert httpx.get(f"{base_url}/_control/health").status_code == 200
+    finally:
+        if not _gone(pid, within=0):
+            os.kill(pid, signal.SIGTERM)
+            assert _gone(pid, within=10)

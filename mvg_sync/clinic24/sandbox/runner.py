@@ -90,11 +90,15 @@ def start_sandbox(
     env: dict | None = None,
     host: str = "127.0.0.1",
     timeout: float = 30.0,
+    stop_with_parent: bool = True,
 ) -> SandboxHandle:
     """Start `python -m mvg_sync.clinic24.sandbox.server` and wait until it answers.
 
     State lives in `state_dir/clinic24-sandbox.sqlite`, so starting again over the same
     directory resumes it. `env` is merged over the current environment (e.g. client id).
+    With `stop_with_parent` the server stops by itself when the calling process dies (even by
+    SIGKILL), so a crashed test run leaves no server behind; pass False for a sandbox that
+    must outlive its launcher.
     """
     import json
 
@@ -113,6 +117,8 @@ def start_sandbox(
         cmd += ["--guardians", str(guardians)]
     if faults:
         cmd += ["--faults", json.dumps(faults)]
+    if stop_with_parent:
+        cmd += ["--parent-pid", str(os.getpid())]
     process = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     try:

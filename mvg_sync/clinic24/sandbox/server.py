@@ -8,6 +8,8 @@ import logging
 import os
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger("mvg_sync.sandbox")
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rate-limit", action="store_true")
     p.add_argument("--token-ttl", type=float, help="token lifetime in seconds (default 300)")
     p.add_argument("--seed", type=int, help="seed for random fault injection")
+    p.add_argument("--parent-pid", type=int, help="stop when this process is gone (test launchers)")
     return p
 
 
@@ -53,6 +56,16 @@ def _faults(args: argparse.Namespace) -> dict:
     if getattr(args, "no_rate_limit", False):
         faults["rate_limit"] = False
     return faults
+
+
+def _stop_when_orphaned(server, parent_pid: int) -> None:
+    # A launcher killed with SIGKILL cannot stop its sandbox; re-parenting shows it is gone.
+    while not server.should_exit:
+        if os.getppid() != parent_pid:
+            log.info("launcher process is gone: stopping")
+            server.should_exit = True
+            return
+        time.sleep(0.5)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -96,6 +109,9 @@ def main(args: argparse.Namespace) -> int:
         tmp.replace(port_file)
     log.info("Clinic24 sandbox on http://%s:%d (state %s, %d units)", args.host, port, state_file, len(app.state.sandbox.store.units))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    parent = getattr(args, "parent_pid", None)
+    if parent:
+        threading.Thread(target=_stop_when_orphaned, args=(server, parent), daemon=True).start()
     try:
         server.run(sockets=[sock])
     finally:
