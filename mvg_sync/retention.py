@@ -1,0 +1,93 @@
+"""Retention: purge patient data older than MVG_RETENTION_DAYS from the landing folder and the state store."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mvg_sync import state
+from mvg_sync.sync import store
+
+log = logging.getLogger(__name__)
+
+# Settled outbox entries older than the cut-off, except the newest accepted entry per
+# resource: the sync builds a cancel/revoke payload from what Clinic24 last accepted, so that
+# entry lives as long as the resource does.
+_PURGE_OUTBOX = """
+DELETE FROM outbox WHERE status IN ('done', 'superseded') AND coalesce(settled_at, created_at) < $cutoff
+AND change_id NOT IN (
+    SELECT change_id FROM outbox WHERE status = 'done' AND last_outcome = 'accepted'
+    QUALIFY row_number() OVER (PARTITION BY resource_type, key ORDER BY settled_at DESC, change_id DESC) = 1
+)
+"""
+
+
+def purge(state_dir: Path, landing_dir: Path, *, older_than_days: int, now: datetime) -> dict:
+    """Delete what is older than `older_than_days` before `now`; returns counts (no patient data).
+
+    - drop folders in `landing_dir` that were processed (any outcome) before the cut-off;
+    - quarantine rows quarantined before the cut-off;
+    - done/superseded outbox entries settled before the cut-off, except the newest accepted
+      entry per (resource_type, key);
+    - snapshot folders of drops processed before the cut-off, except those `snapshot_pointer`
+      points to (a folder with no drop row is aged by its modification time).
+
+    Unprocessed drops, open outbox entries (pending, held, dead) and the `drops` log itself
+    (extract ids, outcomes and counts only) are never touched.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if older_than_days < 1:
+        raise ValueError("older_than_days must be at least 1")
+    cutoff = now - timedelta(days=older_than_days)
+    counts = {"cutoff": cutoff.isoformat(), "drop_folders": 0, "quarantine_rows": 0,
+              "outbox_entries": 0, "snapshot_folders": 0}
+    if not (state_dir / state.STATE_FILE).exists():
+        return counts
+
+    con = state.connect(state_dir)
+    try:
+        store.ensure_schema(con)
+        processed = {str(e): p for e, p in con.execute("SELECT extract_id, processed_at FROM drops").fetchall()}
+        current = {extract_id for extract_id, _ in state.snapshot_pointers(con).values()}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            counts["quarantine_rows"] = con.execute(
+                "DELETE FROM quarantine WHERE quarantined_at < ?", [cutoff]
+            ).fetchone()[0]
+            counts["outbox_entries"] = con.execute(_PURGE_OUTBOX, {"cutoff": cutoff}).fetchone()[0]
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        # deleted rows stay in the file's blocks until a checkpoint rewrites them
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+    old = {extract_id for extract_id, processed_at in processed.items() if processed_at < cutoff}
+    if landing_dir.is_dir():
+        for folder in sorted(landing_dir.iterdir()):
+            if folder.name in old and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
+                counts["drop_folders"] += 1
+    snapshots = state_dir / state.SNAPSHOTS
+    if snapshots.is_dir():
+        for folder in sorted(snapshots.iterdir()):
+            if folder.name in current or not folder.is_dir() or folder.is_symlink():
+                continue
+            if folder.name in processed:
+                expired = folder.name in old
+            else:
+                expired = datetime.fromtimestamp(folder.stat().st_mtime, tz=UTC) < cutoff
+            if expired:
+                shutil.rmtree(folder)
+                counts["snapshot_folders"] += 1
+    log.info(
+        "retention (%d days): %d drop folders, %d quarantine rows, %d outbox entries, %d snapshot folders purged",
+        older_than_days, counts["drop_folders"], counts["quarantine_rows"], counts["outbox_entries"],
+        counts["snapshot_folders"],
+    )
+    return counts

@@ -1,0 +1,133 @@
+"""Retention purge against a real DuckDB state file and real folders."""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import polars as pl
+import pytest
+
+from mvg_sync import state
+from mvg_sync.retention import purge
+from mvg_sync.sync import store
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _days_ago(days: int) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def _drop(con, state_dir, extract_id, sequence, processed_at, *, outcome="accepted", datasets=(), quarantined=0):
+    paths = {}
+    for dataset in datasets:
+        path = state.snapshot_path(state_dir, extract_id, dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pl.DataFrame({"source_row": [1]}).write_parquet(path)
+        paths[dataset] = path
+    quarantine = pl.DataFrame({
+        "file": ["bokningar.csv"] * quarantined, "source_row": list(range(1, quarantined + 1)),
+        "column_name": ["Personnummer"] * quarantined, "rule": ["R13"] * quarantined,
+        "reason": ["bad check digit"] * quarantined,
+    }, schema={"file": pl.String, "source_row": pl.Int64, "column_name": pl.String, "rule": pl.String,
+               "reason": pl.String})
+    state.record_drop(
+        con, extract_id=extract_id, sequence=sequence, extracted_at=processed_at, window=None,
+        outcome=outcome, reason=None, processed_at=processed_at, counts={}, quarantine=quarantine,
+        snapshots=paths,
+    )
+
+
+def _outbox(con, change_id, resource_type, key, status, last_outcome, settled_days_ago):
+    settled = _days_ago(settled_days_ago)
+    con.execute(
+        "INSERT INTO outbox (change_id, plan_id, resource_type, key, change_kind, content_hash, source_sequence, "
+        "payload, target_status, status, last_outcome, created_at, settled_at) "
+        "VALUES (?, 'p', ?, ?, 'create', 'h', 1, '{}', 'booked', ?, ?, ?, ?)",
+        [change_id, resource_type, key, status, last_outcome, settled - timedelta(minutes=1), settled],
+    )
+
+
+@pytest.fixture
+def world(tmp_path):
+    state_dir, landing = tmp_path / "state", tmp_path / "landing"
+    for name in ["D0", "D1", "D2", "D9-unprocessed"]:
+        (landing / name).mkdir(parents=True)
+        (landing / name / "bokningar.csv").write_text("Personnummer\n191212121212\n")
+    con = state.connect(state_dir)
+    store.ensure_schema(con)
+    _drop(con, state_dir, "D0", 1, _days_ago(95), datasets=["bookings", "units"])
+    _drop(con, state_dir, "D1", 2, _days_ago(90), datasets=["bookings", "units"], quarantined=2)
+    _drop(con, state_dir, "D2", 3, _days_ago(1), datasets=["bookings"], quarantined=1)
+    _outbox(con, "e1", "Appointment", "K1", "done", "accepted", 80)
+    _outbox(con, "e2", "Appointment", "K1", "done", "accepted", 70)
+    _outbox(con, "e3", "Appointment", "K2", "superseded", None, 80)
+    _outbox(con, "e4", "Appointment", "K2", "dead", "rejected", 80)
+    _outbox(con, "e5", "Appointment", "K2", "done", "accepted", 2)
+    _outbox(con, "e6", "Appointment", "K3", "done", "accepted", 85)
+    _outbox(con, "e7", "Appointment", "K3", "done", "stale", 80)
+    _outbox(con, "e8", "ServiceRequest", "K1", "done", "accepted", 90)
+    con.close()
+    old_orphan = state_dir / state.SNAPSHOTS / "crashed-old"
+    new_orphan = state_dir / state.SNAPSHOTS / "crashed-new"
+    for folder, age in [(old_orphan, 100), (new_orphan, 0)]:
+        folder.mkdir(parents=True)
+        stamp = _days_ago(age).timestamp()
+        os.utime(folder, (stamp, stamp))
+    return state_dir, landing
+
+
+def _remaining_outbox(state_dir):
+    con = duckdb.connect(str(state_dir / state.STATE_FILE), read_only=True)
+    try:
+        return sorted(r[0] for r in con.execute("SELECT change_id FROM outbox").fetchall())
+    finally:
+        con.close()
+
+
+def test_purge_deletes_old_patient_data_and_keeps_what_the_sync_needs(world):
+    state_dir, landing = world
+    counts = purge(state_dir, landing, older_than_days=60, now=NOW)
+
+    assert counts == {"cutoff": _days_ago(60).isoformat(), "drop_folders": 2, "quarantine_rows": 2,
+                      "outbox_entries": 3, "snapshot_folders": 2}
+    assert sorted(p.name for p in landing.iterdir()) == ["D2", "D9-unprocessed"]
+    # units still points at D1, bookings at D2: both stay; D0 and the old orphan go
+    assert sorted(p.name for p in (state_dir / state.SNAPSHOTS).iterdir()) == ["D1", "D2", "crashed-new"]
+    assert state.load_snapshot(state_dir, "units") is not None
+    # e1 (older accepted), e3 (superseded), e7 (stale) go; the newest accepted per key, open entries stay
+    assert _remaining_outbox(state_dir) == ["e2", "e4", "e5", "e6", "e8"]
+    con = duckdb.connect(str(state_dir / state.STATE_FILE), read_only=True)
+    try:
+        assert con.execute("SELECT extract_id, count(*) FROM quarantine GROUP BY 1").fetchall() == [("D2", 1)]
+        assert con.execute("SELECT count(*) FROM drops").fetchone()[0] == 3  # the drop log stays
+    finally:
+        con.close()
+
+
+def test_purge_is_idempotent(world):
+    state_dir, landing = world
+    purge(state_dir, landing, older_than_days=60, now=NOW)
+    again = purge(state_dir, landing, older_than_days=60, now=NOW)
+    assert {k: v for k, v in again.items() if k != "cutoff"} == {
+        "drop_folders": 0, "quarantine_rows": 0, "outbox_entries": 0, "snapshot_folders": 0}
+
+
+def test_longer_retention_keeps_everything_younger(world):
+    state_dir, landing = world
+    counts = purge(state_dir, landing, older_than_days=92, now=NOW)
+    assert counts["drop_folders"] == 1  # only D0 (95 days)
+    assert counts["quarantine_rows"] == 0
+    assert counts["outbox_entries"] == 0
+    assert sorted(p.name for p in landing.iterdir()) == ["D1", "D2", "D9-unprocessed"]
+
+
+def test_no_state_store_yet_purges_nothing(tmp_path):
+    counts = purge(tmp_path / "state", tmp_path / "landing", older_than_days=60, now=NOW)
+    assert counts["drop_folders"] == counts["outbox_entries"] == 0
+    assert not (tmp_path / "state").exists()
+
+
+def test_naive_now_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        purge(tmp_path, tmp_path, older_than_days=60, now=datetime(2026, 1, 1))  # noqa: DTZ001
