@@ -474,3 +474,58 @@ def test_openapi_describes_the_fhir_endpoints(api: Api) -> None:
     assert "application/fhir+json" in put["requestBody"]["content"]
     assert {"201", "200", "400", "404", "409", "422", "429"} <= set(put["responses"])
     assert "/fhir" in doc["paths"] and "/fhir/Location" in doc["paths"]
+
+
+def test_unknown_token_is_401(api: Api) -> None:
+    answer = api.http.get("/fhir/Location", headers={"Authorization": "Bearer not-a-token"})
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_service_request_at_unknown_unit_is_404_on_performer(api: Api) -> None:
+    res = service_request(new_id())
+    res["performer"][0]["identifier"]["value"] = "SE2321000198-NOPE"
+    answer = api.put(res)
+    assert answer.status_code == 404
+    assert outcome_of(answer)["expression"] == ["ServiceRequest.performer"]
+
+
+def test_batch_entry_with_a_bad_url_fails_alone(api: Api) -> None:
+    good = appointment(new_id())
+    answer = api.batch([{"request": {"method": "DELETE", "url": "Appointment?identifier=x"}, "resource": good}, entry(good)])
+    statuses = [e["response"]["status"] for e in answer.json()["entry"]]
+    assert statuses == ["400 Bad Request", "201 Created"]
+
+
+def test_fail_after_share_on_a_batch_applies_every_entry(api: Api, sandbox: SandboxHandle) -> None:
+    keys = [new_id() for _ in range(3)]
+    sandbox.set_faults(fail_after_share=1.0)
+    answer = api.batch([entry(appointment(k)) for k in keys])
+    sandbox.set_faults(fail_after_share=0)
+    assert answer.status_code == 503
+    retry = api.batch([entry(appointment(k)) for k in keys])
+    assert [e["response"]["status"] for e in retry.json()["entry"]] == ["200 OK"] * 3
+
+
+def test_control_state_filters_by_resource_and_log_names_request_ids(api: Api, sandbox: SandboxHandle) -> None:
+    basis = new_id()
+    api.http.put(
+        "/fhir/ServiceRequest",
+        params={"identifier": f"{BASIS}|{basis}"},
+        json=service_request(basis),
+        headers=api.headers(**{"X-Request-ID": f"rid-{basis}"}),
+    )
+    tickets = sandbox.state("ServiceRequest")["resources"]
+    assert {r["resourceType"] for r in tickets} == {"ServiceRequest"}
+    assert [(r["version"], r["status"]) for r in tickets if r["identifier"] == basis] == [(1, "active")]
+    logged = [r for r in sandbox.requests() if r["request_id"] == f"rid-{basis}"]
+    assert [(r["method"], r["path"], r["status"], r["entries"]) for r in logged] == [("PUT", "/fhir/ServiceRequest", 201, 1)]
+
+
+def test_every_unknown_route_answers_an_operation_outcome(api: Api) -> None:
+    answer = api.http.get("/fhir/Patient", headers=api.headers())
+    assert answer.status_code == 404
+    outcome_of(answer)
+    answer = api.http.delete("/fhir/Appointment", headers=api.headers())
+    assert answer.status_code == 405
+    outcome_of(answer)
