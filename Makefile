@@ -6,7 +6,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench install chromium
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,10 +19,14 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/mvg-sync demo
 
+# The report-rendering test opens the HTML in headless Chromium (Debian's package).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+test: install lint chromium
 	$(BIN)/python -m pytest
 
 bench: install
