@@ -263,6 +263,7 @@ def _validate_file(
                 file=name,
             )
         result = normalise(raw, layout, reference_date)  # type: ignore[arg-type]
+        _check_raw_contract(name, raw)
     except DropRejected as exc:
         counts.rejected_reason = exc.reason
         raise
@@ -270,6 +271,18 @@ def _validate_file(
     counts.quarantined = result.rows_quarantined
     counts.warnings = result.warnings
     return result
+
+
+def _check_raw_contract(name: str, raw: pl.DataFrame) -> None:
+    """The raw-edge contract (contracts.cosmic): names and string types, after the named checks."""
+    import pandera.errors
+
+    from contracts.cosmic import validate_raw
+
+    try:
+        validate_raw(name, raw)
+    except (pandera.errors.SchemaErrors, pandera.errors.SchemaError):
+        raise DropRejected(f"{name}: breaks the raw-file contract (columns or types)", file=name) from None
 
 
 def _check_contracts(datasets: dict[str, Normalised]) -> None:
