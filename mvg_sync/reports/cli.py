@@ -158,3 +158,21 @@ def main(args: argparse.Namespace) -> int:
     # The command's output: the files written, one per line (paths only, no data).
     sys.stdout.write("".join(f"{path}\n" for path in paths))
     return 0
+
+
+def build_hsl_outlook(
+    datasets: Mapping[str, pl.DataFrame], *, as_of: datetime, days: int = 14
+) -> Report:
+    """Report 2 alone for the days ahead: the local date of `as_of` and the next `days - 1`.
+
+    The daily HSL run comes after the 07:00 release (R21), when today's unbooked slots have
+    just gone to the units, so it looks forward: what patients can still book.
+    """
+    from mvg_sync.reports.hsl import build_hsl_report
+    from mvg_sync.rules.hsl import hsl_coverage
+
+    today = as_of.astimezone(STOCKHOLM).date()
+    last = today + timedelta(days=days - 1)
+    result = hsl_coverage(datasets["slots"], datasets["units"], date_from=today, date_to=last,
+                          as_of=as_of)
+    return build_hsl_report(result, date_from=today, date_to=last, as_of=as_of, generated_at=as_of)
