@@ -9,11 +9,11 @@ from prefect import flow, runtime
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.states import Failed
-from tasks.ingest import ingest_drops
 
 from mvg_sync.settings import load_settings
-from mvg_sync.sync import cycle, store
+from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import resolve_as_of, utc_now
+from tasks.ingest import ingest_drops
 from tasks.sync import (
     check_child_guardians,
     draft_booking_plan,
@@ -49,7 +49,7 @@ def booking_sync(as_of: str | None = None) -> dict:
     run_id = uuid.uuid4().hex[:12]
     summary: dict = {"run_id": run_id, "as_of": now, "outcome": "done", "steps": {}}
 
-    summary["steps"]["ingest"] = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
+    summary["steps"]["ingest"] = health.ingest_summary(ingest_drops(settings.landing_dir, settings.state_dir, as_of=now))
     units = fetch_clinic24_units(settings)
     bookings = draft_booking_plan(settings.state_dir, units, now)
     if bookings is None:

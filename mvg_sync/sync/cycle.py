@@ -21,8 +21,7 @@ import polars as pl
 from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
-from mvg_sync.sync import store
-from mvg_sync.timeutil import STOCKHOLM
+from mvg_sync.sync import crashpoints, store
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +111,9 @@ def draft_booking_plan(
         window_from=snapshot.window_from,
         window_to=snapshot.window_to,
         departed_units=departed,
+        out_of_scope=scope.out_of_scope,
     )
-    candidates = booking_plan.children_needing_guardian(plan.changes, today=as_of.astimezone(STOCKHOLM).date())
+    candidates = booking_plan.children_needing_guardian(plan.changes)
     return BookingDraft(
         snapshot=snapshot,
         changes=plan.changes,
@@ -308,6 +308,7 @@ def commit_plan(
                 builder=build_service_request, snapshot=snapshot,
             )
         written = store.write_plan(con, by_type, plan_id=run_id, now=now)
+        crashpoints.reached("after-plan")
         if bookings is not None:
             store.replace_holds(con, bookings.holds, resource_type=APPOINTMENT, now=now)
             store.replace_unit_departures(
@@ -359,7 +360,9 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
                         "version": pl.Utf8, "settled_at": pl.Datetime("us", "UTC")},
             )
             with lock:
+                crashpoints.reached("before-settle")
                 store.settle(con, frame)
+                crashpoints.reached("after-settle")
 
         client.upsert(
             [UpsertEntry(e["change_id"], e["resource_type"], e["key"], e["resource"]) for e in entries],

@@ -7,6 +7,20 @@ from datetime import datetime
 import duckdb
 
 
+def ingest_summary(report) -> dict:
+    """Drops by outcome and rows by fate, from an `IngestReport` (counts only)."""
+    outcomes: dict[str, int] = {}
+    rows = {"rows_in": 0, "accepted": 0, "quarantined": 0}
+    for drop in report.drops:
+        outcomes[drop.outcome] = outcomes.get(drop.outcome, 0) + 1
+        for f in drop.files:
+            rows["rows_in"] += f.rows_in
+            rows["accepted"] += f.accepted
+            rows["quarantined"] += f.quarantined
+    return {"drops": len(report.drops), **{f"drops_{k}": v for k, v in outcomes.items()},
+            "gaps": len(report.gaps), **rows}
+
+
 def latency_since(con: duckdb.DuckDBPyConnection, since: datetime) -> dict:
     """R11: seconds from a drop's `extracted_at` to Clinic24's acceptance, for changes accepted since `since`."""
     row = con.execute(

@@ -340,5 +340,5 @@ def record_run(
 ) -> None:
     con.execute(
         "INSERT OR REPLACE INTO sync_runs VALUES (?, ?, ?, ?, ?, ?)",
-        [run_id, plan_id, as_of, outcome, json.dumps(counts, sort_keys=True), now],
+        [run_id, plan_id, as_of, outcome, json.dumps(counts, sort_keys=True, default=str), now],
     )

@@ -1,0 +1,117 @@
+"""Booking sync end to end: generated drops → flow → sandbox over HTTP (issues 4 and 5)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from flows.booking_sync import booking_sync
+from mvg_sync.generator import next_region
+from tests.e2e.sync_world import AS_OF, make_world
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch, prefect_harness):
+    w = make_world(tmp_path)
+    for name, value in w.env().items():
+        monkeypatch.setenv(name, value)
+    yield w
+    w.sandbox.stop()
+
+
+def run(as_of):
+    state = booking_sync(as_of=as_of.isoformat(), return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def expected_live(world) -> set[str]:
+    """Bookings the sync must hold as booked in Clinic24 after the drop (from the state store)."""
+    import duckdb
+
+    con = duckdb.connect(str(world.state / "state.duckdb"))
+    try:
+        return {r[0] for r in con.execute(
+            "SELECT key FROM clinic24_record WHERE resource_type = 'Appointment' AND status = 'booked'"
+        ).fetchall()}
+    finally:
+        con.close()
+
+
+def test_r06_first_drop_creates_bookings_and_an_identical_rerun_writes_nothing(world):
+    world.drop(world.region)
+    state, summary = run(AS_OF)
+    assert state.is_completed(), state.message
+    stored = world.appointments()
+    assert stored, "nothing reached Clinic24"
+    assert {k for k, a in stored.items() if a["status"] == "booked"} == expected_live(world)
+    assert all(a["_version"] in (1, "1") for a in stored.values())
+    writes = world.writes()
+    state, summary = run(AS_OF + timedelta(minutes=1))
+    assert state.is_completed(), state.message
+    assert world.writes() == writes, "an unchanged snapshot must send nothing (R10)"
+
+
+def test_r07_r08_r09_r10_next_drop_pushes_exactly_the_ground_truth(world):
+    world.drop(world.region)
+    assert run(AS_OF)[0].is_completed()
+    before = world.appointments()
+    later = AS_OF + timedelta(minutes=5)
+    region, truth = next_region(
+        world.region, seed=3, as_of=later, creations=5, rebookings=4, cancellations=3,
+        vanishings=2, scope_changes=2, updates=3,
+    )
+    world.drop(region)
+    state, summary = run(later)
+    assert state.is_completed(), state.message
+    after = world.appointments()
+    kinds = dict(truth.select("booking_id", "expected_kind").iter_rows())
+    for booking_id, kind in kinds.items():
+        key = str(booking_id)
+        if kind == "create":
+            assert after[key]["status"] == "booked", key
+        elif kind == "rebook":
+            assert after[key]["status"] == "booked"
+            assert after[key]["start"] != before[key]["start"] or after[key].get("participant") != before[key].get(
+                "participant"
+            ), key
+        elif kind == "cancel":
+            assert after[key]["status"] == "cancelled", key
+            assert after[key]["cancelationReason"]["text"], key
+        elif kind == "update":
+            assert after[key]["_version"] != before[key]["_version"], key
+        elif kind == "none_window_exit":
+            assert after.get(key) == before.get(key), f"window exit must send nothing: {key}"
+    untouched = set(before) - {str(b) for b in kinds}
+    changed = {k for k in untouched if after[k]["_version"] != before[k]["_version"]}
+    assert not changed, f"bookings outside the ground truth changed: {sorted(changed)[:5]}"
+
+
+def test_r12_child_digital_visit_is_held_until_a_primary_guardian_exists(world):
+    world.drop(world.region)
+    run(AS_OF)
+    import duckdb
+
+    con = duckdb.connect(str(world.state / "state.duckdb"))
+    held = con.execute("SELECT key FROM holds WHERE rule = 'R12'").fetchall()
+    con.close()
+    assert held, "the generated region has children without a guardian"
+    key = held[0][0]
+    assert key not in world.appointments()
+    child = world.region.bookings.filter(pl.col("BokningsID").cast(pl.Utf8) == key)["Personnummer"][0]
+    world.sandbox.add_guardian(child)
+    state, _ = run(AS_OF + timedelta(minutes=1))
+    assert state.is_completed(), state.message
+    assert world.appointments()[key]["status"] == "booked"
+
+
+def test_r14_due_tickets_are_issued_once(world):
+    world.drop(world.region)
+    run(AS_OF)
+    tickets = world.tickets()
+    assert tickets, "due booking bases must produce tickets"
+    assert all(t["status"] == "active" for t in tickets.values())
+    writes = world.writes()
+    run(AS_OF + timedelta(minutes=1))
+    assert world.writes() == writes, "R16: a ticket is issued once"
