@@ -3,6 +3,8 @@
 from mvg_sync.reports.eservice import build_eservice_report
 from mvg_sync.reports.hsl import build_hsl_report
 from mvg_sync.reports.model import Chart, Report, View, pseudonymise
+from mvg_sync.reports.sync_health import build_sync_health_report
+from mvg_sync.reports.tickets import build_tickets_report
 from mvg_sync.reports.write import write_report
 
 __all__ = [
@@ -11,6 +13,8 @@ __all__ = [
     "View",
     "build_eservice_report",
     "build_hsl_report",
+    "build_sync_health_report",
+    "build_tickets_report",
     "pseudonymise",
     "write_report",
 ]

@@ -111,7 +111,7 @@ def build_control_reports(
     health_report = build_sync_health_report(health, generated_at=as_of)
     if timings is not None:
         timings["build eservice+hsl_coverage"] = built_12 - started
-        timings["build tickets+state"] = built_3 - built_12
+        timings["read state; build tickets; sync-health queries"] = built_3 - built_12
         timings["build sync_health"] = clock() - built_3
     return [eservice, hsl, tickets, health_report]
 
