@@ -83,3 +83,49 @@ def test_report_rejects_a_reversed_period(state_dir, tmp_path, monkeypatch, caps
                  "--out", str(tmp_path / "o")])
     assert code == 1
     assert "--from 2026-11-20 is after --to 2026-11-10" in capsys.readouterr().err
+
+
+def test_big_xlsx_sheets_take_the_fast_path_with_table_filter_frozen_header_and_dates(tmp_path):
+    import re
+    import zipfile
+    from datetime import UTC, date, timedelta
+    from xml.etree import ElementTree
+
+    import polars as pl
+
+    from mvg_sync.reports.model import Report, View
+    from mvg_sync.reports.write import FAST_SHEET_ROWS, write_report
+
+    n = FAST_SHEET_ROWS + 5
+    start = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # 03:30 local, just after the spring DST change
+    frame = pl.DataFrame({
+        "Text": ['=HYPERLINK("x","y")', " <b>&amp", None] + [f"r{i}" for i in range(n - 3)],
+        "Dag": [date(2026, 1, 1) + timedelta(days=i % 40) for i in range(n)],
+        "När": [start + timedelta(minutes=i) for i in range(n)],
+        "Antal": list(range(n)),
+        "Andel": [None, float("nan")] + [0.25] * (n - 2),
+        "Flagga": [i % 2 == 0 for i in range(n)],
+    })
+    report = Report(name="big", title="T", intro="", views=(View("Stor", frame, percent_columns=("Andel",)),))
+    path = write_report(report, tmp_path)[1]
+    with zipfile.ZipFile(path) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+        table = next(z.read(n_).decode() for n_ in z.namelist() if n_.startswith("xl/tables/"))
+        styles = z.read("xl/styles.xml").decode()
+    ElementTree.fromstring(sheet)  # well-formed despite '<', '&' in the data
+    assert f'<dimension ref="A1:F{n + 1}"/>' in sheet
+    assert 'ySplit="1"' in sheet and 'state="frozen"' in sheet
+    assert f'ref="A1:F{n + 1}"' in table and f'<autoFilter ref="A1:F{n + 1}"/>' in table
+    assert "<f>" not in sheet and "HYPERLINK" in sheet
+    assert '<t xml:space="preserve"> &lt;b&gt;&amp;amp</t>' in sheet
+    assert '<c r="A4"' not in sheet  # null -> no cell
+    assert '<c r="E3"' not in sheet  # NaN -> no cell
+    # 2026-03-29 01:30 UTC is 03:30 local (CEST): serial 46110 + 3.5/24
+    cell = re.search(r'<c r="C2" s="(\d+)"><v>([0-9.]+)</v></c>', sheet)
+    assert cell and abs(float(cell.group(2)) - (46110 + 3.5 / 24)) < 1e-9
+    xfs = re.search(r"<cellXfs[^>]*>(.*?)</cellXfs>", styles).group(1)
+    xf = re.findall(r"<xf [^>]*>", xfs)[int(cell.group(1))]
+    fmt_id = re.search(r'numFmtId="(\d+)"', xf).group(1)
+    assert f'numFmtId="{fmt_id}" formatCode="yyyy-mm-dd hh:mm"' in styles
+    assert re.search(r'<c r="B2" s="\d+"><v>46023</v></c>', sheet)  # 2026-01-01
+    assert '<c r="F2" t="b"><v>1</v></c>' in sheet
