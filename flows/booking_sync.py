@@ -10,6 +10,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.states import Failed
 
+from mvg_sync.logfilter import install_pii_filter
 from mvg_sync.settings import load_settings
 from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import resolve_as_of, utc_now
@@ -21,6 +22,7 @@ from tasks.sync import (
     fetch_clinic24_units,
     mass_cancellation_guard,
     publish_run_summary,
+    purge_expired,
     push_outbox,
     write_outbox,
 )
@@ -43,6 +45,7 @@ def booking_sync(as_of: str | None = None) -> dict:
     clock. Returns a patient-free summary; a drop held for approval ends the run Failed with
     a message saying which drop and how to release it (exit status 3 on the command line).
     """
+    install_pii_filter()
     settings = load_settings()
     now = resolve_as_of(as_of)
     started = utc_now()
@@ -61,7 +64,7 @@ def booking_sync(as_of: str | None = None) -> dict:
     bookings = check_child_guardians(bookings, settings)
     guard = mass_cancellation_guard(bookings, settings)
     summary["steps"]["guard"] = {"cancels": guard.cancels, "live": guard.live, "held": int(guard.held)}
-    if guard.held and not _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id):
+    if guard.held and not (guard.newly_held and _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id)):
         summary["outcome"] = "held"
         publish_run_summary(settings.state_dir, run_id, summary, started)
         return Failed(
@@ -77,6 +80,7 @@ def booking_sync(as_of: str | None = None) -> dict:
     summary["steps"]["plan"]["holds"] = {"bookings": bookings.holds.height,
                                          "tickets": tickets.holds.height if tickets else 0}
     summary["steps"]["push"] = push_outbox(settings)
+    summary["steps"]["retention"] = purge_expired(settings, now)
     summary.update(publish_run_summary(settings.state_dir, run_id, summary, started))
     return summary
 
@@ -84,8 +88,10 @@ def booking_sync(as_of: str | None = None) -> dict:
 def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:
     """In a deployment, pause for an operator's approval instead of failing the run.
 
-    Outside a deployment (the command line) there is nobody to ask: the run ends held and
-    `mvg-sync approve` releases the drop for the next run.
+    Only the run that first holds a drop pauses: Prefect frees the concurrency slot of a
+    paused run, so later scheduled runs would otherwise pile up paused on the same drop;
+    they end held instead. Outside a deployment (the command line) there is nobody to ask:
+    the run ends held and `mvg-sync approve` releases the drop for the next run.
     """
     if not runtime.deployment.id:
         return False

@@ -6,6 +6,7 @@ from typing import Literal
 
 from prefect import flow
 
+from mvg_sync.logfilter import install_pii_filter
 from mvg_sync.settings import load_settings
 from mvg_sync.timeutil import resolve_as_of
 from tasks.reports import publish_report_artifacts, write_control_reports
@@ -18,6 +19,7 @@ def control_reports(period: Literal["yesterday", "last_week"] = "yesterday", as_
     `as_of` (ISO date-time with offset) is "now"; the period is the local day or ISO week
     before it. Returns the files written and patient-free aggregates.
     """
+    install_pii_filter()
     settings = load_settings()
     now = resolve_as_of(as_of)
     written = write_control_reports(settings.state_dir, settings.report_dir, now, period)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from mvg_sync.logfilter import install_pii_filter
 from mvg_sync.settings import load_settings
 from mvg_sync.timeutil import resolve_as_of
 from tasks.reports import publish_report_artifacts, write_hsl_outlook
@@ -17,6 +18,7 @@ def hsl_coverage(as_of: str | None = None) -> dict:
 
     Today is the local date of `as_of` (ISO date-time with offset; default now).
     """
+    install_pii_filter()
     settings = load_settings()
     now = resolve_as_of(as_of)
     written = write_hsl_outlook(settings.state_dir, settings.report_dir, now, OUTLOOK_DAYS)

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from mvg_sync.logfilter import install_pii_filter
+
+    install_pii_filter()
     module_name, func_name = COMMANDS[args.command].split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
     return int(handler(args) or 0)

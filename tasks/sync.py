@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from mvg_sync.clinic24.client import Clinic24Client
+from mvg_sync.retention import purge
 from mvg_sync.settings import Settings
 from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import utc_now
@@ -98,6 +99,13 @@ def push_outbox(settings: Settings) -> dict:
     """
     with _client(settings) as client:
         return cycle.push_pending(settings.state_dir, client, clock=utc_now)
+
+
+@task(name="purge-expired", cache_policy=NO_CACHE)
+def purge_expired(settings: Settings, now: datetime) -> dict:
+    """Retention: processed drops, quarantine rows and old outbox entries past MVG_RETENTION_DAYS."""
+    counts = purge(settings.state_dir, settings.landing_dir, older_than_days=settings.retention_days, now=now)
+    return {k: v for k, v in counts.items() if k != "cutoff"}
 
 
 @task(name="publish-run-summary", cache_policy=NO_CACHE)

@@ -151,6 +151,7 @@ class GuardOutcome:
 
     held: bool
     approved: bool
+    newly_held: bool
     cancels: int
     live: int
     reason: str
@@ -169,12 +170,13 @@ def apply_guard(
         extract_id = draft.snapshot.extract_id
         store.supersede_other_approvals(con, extract_id)
         if not decision.hold:
-            return GuardOutcome(False, False, decision.cancels, live, decision.reason)
-        if store.approval_status(con, extract_id) == "approved":
-            return GuardOutcome(False, True, decision.cancels, live, decision.reason)
+            return GuardOutcome(False, False, False, decision.cancels, live, decision.reason)
+        status = store.approval_status(con, extract_id)
+        if status == "approved":
+            return GuardOutcome(False, True, False, decision.cancels, live, decision.reason)
         store.hold_for_approval(con, extract_id, cancels=decision.cancels, live=live, reason=decision.reason, now=now)
         log.warning("Drop %s held for approval: %s", extract_id, decision.reason)
-        return GuardOutcome(True, False, decision.cancels, live, decision.reason)
+        return GuardOutcome(True, False, status is None, decision.cancels, live, decision.reason)
     finally:
         con.close()
 
