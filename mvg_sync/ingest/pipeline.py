@@ -52,6 +52,15 @@ class DropReport:
 
 
 @dataclass
+class StagedDrop:
+    """A drop that passed every check so far: snapshot files written, not yet pointed to."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    profile: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass
 class IngestReport:
     """Per-drop outcomes and per-file counts of one `ingest_pending` call."""
 
@@ -84,7 +93,12 @@ def ingest_pending(landing_dir: Path, state_dir: Path, *, as_of: datetime) -> In
     con = state.connect(state_dir)
     try:
         known = {row[0] for row in con.execute("SELECT extract_id FROM drops").fetchall()}
-        for folder in list_complete_drops(landing_dir):
+        pending = [folder for folder in list_complete_drops(landing_dir) if folder.name not in known]
+        if pending:
+            from mvg_sync.quality.checkpoint import warm_up
+
+            warm_up(state_dir / "gx")
+        for folder in pending:
             if folder.name in known:
                 continue
             drop = _ingest_folder(con, folder, state_dir, as_of, report)
@@ -144,20 +158,13 @@ def _ingest_folder(
         )
 
     try:
-        datasets = _validate_drop(con, folder, manifest, drop, state_dir, as_of)
+        staged = _validate_drop(con, folder, manifest, drop, state_dir, as_of)
+        quarantine = pl.concat(staged.quarantine) if staged.quarantine else None
+        _record(con, manifest, drop, as_of, quarantine=quarantine, snapshots=staged.paths, gap=gap)
     except DropRejected as exc:
+        state.discard_snapshot_folder(state_dir, manifest.extract_id)
         return _reject(con, manifest.extract_id, manifest, exc, as_of, files=drop.files, gap=gap,
                        warnings=drop.warnings)
-
-    paths: dict[str, Path] = {}
-    try:
-        for dataset, normalised in datasets.items():
-            path = state.snapshot_path(state_dir, manifest.extract_id, dataset)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            normalised.frame.write_parquet(path, compression="lz4", statistics=False)
-            paths[dataset] = path
-        quarantine = _quarantine_frame(datasets)
-        _record(con, manifest, drop, as_of, quarantine=quarantine, snapshots=paths, gap=gap)
     except BaseException:
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
         raise
@@ -175,8 +182,8 @@ def _validate_drop(
     drop: DropReport,
     state_dir: Path,
     as_of: datetime,
-) -> dict[str, Normalised]:
-    """Every file-level check; returns the normalised datasets or raises DropRejected."""
+) -> StagedDrop:
+    """Every file-level check; writes the snapshots and returns them staged, or raises DropRejected."""
     for name in manifest.files:
         if name not in LAYOUT_BY_FILE:
             drop.warnings.append(f"{name}: not a Cosmic file this integration reads; ignored")
@@ -213,7 +220,7 @@ def _validate_scanned(
     as_of: datetime,
     layouts: list[FileLayout],
     scans: dict[str, FileScan],
-) -> dict[str, Normalised]:
+) -> StagedDrop:
     for layout in layouts:
         scan, entry = scans[layout.file], manifest.files[layout.file]
         if scan.sha256 != entry.sha256:
@@ -223,16 +230,32 @@ def _validate_scanned(
 
     previous = state.previous_counts(con)
     reference_date = manifest.extracted_at.astimezone(STOCKHOLM).date()
-    datasets: dict[str, Normalised] = {}
+    from contracts.snapshots import validate_snapshot
+    from mvg_sync.quality.checkpoint import profile_row
+
+    staged = StagedDrop()
+    # One file at a time, its snapshot written and its frames released before the next:
+    # peak memory is the largest file, not the drop (national drops are GBs).
     for layout in layouts:
         counts = FileCounts(file=layout.file)
         drop.files.append(counts)
-        datasets[layout.dataset] = _validate_file(
+        normalised = _validate_file(
             con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date
         )
-    _check_contracts(datasets)
-    _check_quality(datasets, manifest, drop, state_dir, as_of, previous)
-    return datasets
+        validate_snapshot(layout.dataset, normalised.frame)
+        path = state.snapshot_path(state_dir, manifest.extract_id, layout.dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        normalised.frame.write_parquet(path, compression="lz4", statistics=False)
+        staged.paths[layout.dataset] = path
+        staged.profile.append(profile_row(
+            layout.dataset, normalised, extracted_at=manifest.extracted_at,
+            previous_rows=previous.get(layout.file), as_of=as_of,
+        ))
+        if normalised.quarantine.height:
+            staged.quarantine.append(normalised.quarantine.with_columns(pl.lit(layout.file).alias("file")))
+        del normalised
+    _check_quality(staged.profile, drop, state_dir)
+    return staged
 
 
 def _validate_file(
@@ -285,40 +308,13 @@ def _check_raw_contract(name: str, raw: pl.DataFrame) -> None:
         raise DropRejected(f"{name}: breaks the raw-file contract (columns or types)", file=name) from None
 
 
-def _check_contracts(datasets: dict[str, Normalised]) -> None:
-    """The snapshot contracts (pandera) hold for what ingestion hands on."""
-    from contracts.snapshots import validate_snapshot
-
-    for dataset, normalised in datasets.items():
-        validate_snapshot(dataset, normalised.frame)
-
-
-def _check_quality(
-    datasets: dict[str, Normalised],
-    manifest: Manifest,
-    drop: DropReport,
-    state_dir: Path,
-    as_of: datetime,
-    previous: dict[str, int],
-) -> None:
+def _check_quality(profile: list[dict[str, object]], drop: DropReport, state_dir: Path) -> None:
     from mvg_sync.quality.checkpoint import check_drop
 
-    result = check_drop(datasets, manifest=manifest, previous_rows=previous, state_dir=state_dir, as_of=as_of)
+    result = check_drop(profile, state_dir=state_dir)
     drop.warnings.extend(result.warnings)
     if result.failures:
         raise DropRejected("quality: " + "; ".join(result.failures), file=None, rule="quality")
-
-
-def _quarantine_frame(datasets: dict[str, Normalised]) -> pl.DataFrame | None:
-    parts = [
-        n.quarantine.with_columns(pl.lit(LAYOUT_BY_DATASET_FILE[d]).alias("file"))
-        for d, n in datasets.items()
-        if n.quarantine.height
-    ]
-    return pl.concat(parts) if parts else None
-
-
-LAYOUT_BY_DATASET_FILE = {layout.dataset: layout.file for layout in LAYOUTS}
 
 
 def _counts_json(drop: DropReport) -> dict[str, object]:

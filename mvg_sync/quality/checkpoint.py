@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 if TYPE_CHECKING:
-    from mvg_sync.ingest.manifest import Manifest
     from mvg_sync.ingest.normalise import Normalised
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "contracts" / "gx"
@@ -57,32 +56,27 @@ def load_suites() -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(SUITES_DIR.glob("*.json"))]
 
 
-def drop_profile(
-    datasets: dict[str, Normalised], *, extracted_at: datetime, previous_rows: dict[str, int],
-    files: dict[str, str], as_of: datetime,
-) -> pl.DataFrame:
-    """One row per dataset of the drop: sizes, shares and freshness (aggregates only)."""
-    age = (as_of - extracted_at).total_seconds() / 60
-    rows: list[dict[str, object]] = []
-    for dataset, normalised in datasets.items():
-        frame = normalised.frame
-        before = previous_rows.get(files[dataset])
-        share = None
-        if dataset in STATUS_SHARE and frame.height:
-            column, value = STATUS_SHARE[dataset]
-            share = frame.select((pl.col(column) == value).mean()).item()
-        watched = WATCHED_NULLS.get(dataset)
-        rows.append({
-            "dataset": dataset,
-            "rows": normalised.rows_in,
-            "previous_rows": before,
-            "row_ratio": normalised.rows_in / before if before else None,
-            "quarantined_share": normalised.rows_quarantined / normalised.rows_in if normalised.rows_in else 0.0,
-            "watched_null_share": frame[watched].null_count() / frame.height if watched and frame.height else None,
-            "status_share": share,
-            "extract_age_minutes": age,
-        })
-    return pl.DataFrame(rows, schema=PROFILE_SCHEMA)
+def profile_row(
+    dataset: str, normalised: Normalised, *, extracted_at: datetime, previous_rows: int | None,
+    as_of: datetime,
+) -> dict[str, object]:
+    """One dataset of a drop as aggregates: size, change, shares, freshness (no row data)."""
+    frame = normalised.frame
+    share = None
+    if dataset in STATUS_SHARE and frame.height:
+        column, value = STATUS_SHARE[dataset]
+        share = frame.select((pl.col(column) == value).mean()).item()
+    watched = WATCHED_NULLS.get(dataset)
+    return {
+        "dataset": dataset,
+        "rows": normalised.rows_in,
+        "previous_rows": previous_rows,
+        "row_ratio": normalised.rows_in / previous_rows if previous_rows else None,
+        "quarantined_share": normalised.rows_quarantined / normalised.rows_in if normalised.rows_in else 0.0,
+        "watched_null_share": frame[watched].null_count() / frame.height if watched and frame.height else None,
+        "status_share": share,
+        "extract_age_minutes": (as_of - extracted_at).total_seconds() / 60,
+    }
 
 
 _LOCK = threading.Lock()
@@ -146,6 +140,25 @@ def _context(docs_dir: Path) -> Any:
         return context
 
 
+def warm_up(docs_dir: Path) -> threading.Thread:
+    """Build the GX context in a background thread while the CSVs are hashed and parsed.
+
+    Importing GX and building the context costs 2-4 s of mostly Python work; hashing, DuckDB
+    and Polars release the GIL, so the two overlap. A failure here is re-raised by the
+    checkpoint run itself, which waits on the same lock.
+    """
+
+    def build() -> None:
+        try:
+            _context(docs_dir)
+        except Exception:  # noqa: BLE001, S110 - reported by the real run
+            pass
+
+    thread = threading.Thread(target=build, name="gx-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_checkpoint(profile: pl.DataFrame, docs_dir: Path) -> QualityResult:
     """Validate a drop profile through the checkpoint (Data Docs under `docs_dir`)."""
     context = _context(docs_dir)
@@ -165,15 +178,6 @@ def run_checkpoint(profile: pl.DataFrame, docs_dir: Path) -> QualityResult:
     return outcome
 
 
-def check_drop(
-    datasets: dict[str, Normalised], *, manifest: Manifest, previous_rows: dict[str, int],
-    state_dir: Path, as_of: datetime,
-) -> QualityResult:
-    """Profile the drop and run the checkpoint; Data Docs land in `$MVG_STATE_DIR/gx/`."""
-    from mvg_sync.ingest.columns import LAYOUT_BY_DATASET
-
-    profile = drop_profile(
-        datasets, extracted_at=manifest.extracted_at, previous_rows=previous_rows,
-        files={d: LAYOUT_BY_DATASET[d].file for d in datasets}, as_of=as_of,
-    )
-    return run_checkpoint(profile, state_dir / "gx")
+def check_drop(profile_rows: list[dict[str, object]], *, state_dir: Path) -> QualityResult:
+    """Run the checkpoint on a drop's profile; Data Docs land in `$MVG_STATE_DIR/gx/`."""
+    return run_checkpoint(pl.DataFrame(profile_rows, schema=PROFILE_SCHEMA), state_dir / "gx")
