@@ -21,6 +21,7 @@ from tasks.sync import (
     draft_ticket_plan,
     fetch_clinic24_units,
     mass_cancellation_guard,
+    name_flow_run,
     publish_run_summary,
     purge_expired,
     push_outbox,
@@ -37,7 +38,7 @@ class MassCancellationApproval(RunInput):
     approved_by: str
 
 
-@flow(name="booking_sync", flow_run_name="booking-sync {as_of}")
+@flow(name="booking_sync")
 def booking_sync(as_of: str | None = None) -> dict:
     """One cycle: ingest → validate → plan → guard → push → record.
 
@@ -60,6 +61,7 @@ def booking_sync(as_of: str | None = None) -> dict:
         publish_run_summary(settings.state_dir, run_id, summary, started)
         return summary
     summary["extract_id"] = bookings.snapshot.extract_id
+    name_flow_run(bookings.snapshot.extract_id)
 
     bookings = check_child_guardians(bookings, settings)
     guard = mass_cancellation_guard(bookings, settings)

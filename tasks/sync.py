@@ -51,6 +51,17 @@ def draft_booking_plan(state_dir: Path, units: list[str], as_of: datetime) -> cy
     return draft
 
 
+@task(name="name-flow-run", cache_policy=NO_CACHE)
+def name_flow_run(extract_id: str) -> None:
+    """Name the run after the drop it plans from, so the UI lists runs by drop id."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if flow_run.id:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, name=f"sync {extract_id} ({flow_run.id[:8]})")
+
+
 @task(name="check-child-guardians", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycle.BookingDraft:
     """R12: children's digital visits wait for a primary guardian in Clinic24."""

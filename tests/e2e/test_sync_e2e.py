@@ -115,3 +115,18 @@ def test_r14_due_tickets_are_issued_once(world):
     writes = world.writes()
     run(AS_OF + timedelta(minutes=1))
     assert world.writes() == writes, "R16: a ticket is issued once"
+
+
+def test_flow_run_is_named_after_its_drop_and_publishes_counts(world):
+    from prefect.client.orchestration import get_client
+
+    drop = world.drop(world.region).name
+    state, summary = run(AS_OF)
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+        artifacts = client.read_artifacts(limit=50)
+    assert flow_run.name.startswith(f"sync {drop}")
+    counts = next(a for a in artifacts if a.key == "booking-sync-counts" and a.flow_run_id == flow_run.id)
+    assert '"push"' in str(counts.data) or "push" in str(counts.data)
+    assert summary["steps"]["push"]["done"] == summary["steps"]["push"]["sent"] > 0
