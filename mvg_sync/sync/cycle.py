@@ -213,11 +213,25 @@ def draft_ticket_plan(
         record,
         as_of=as_of,
     )
+    holds = ticket_holds(plan.rejected)
     return TicketDraft(
         changes=plan.changes,
-        holds=_holds(plan.rejected, "basis_id"),
-        counts={"pending": plan.pending.height, "rejected": plan.rejected.height},
+        holds=holds,
+        counts={"not_due": plan.pending.height, "rejected": holds.height},
     )
+
+
+def ticket_holds(rejected: pl.DataFrame) -> pl.DataFrame:
+    """R05/R15/R17/R18: one hold per rejected basis, its first rule and every broken rule's reason.
+
+    `holds` is keyed by basis, so one row per broken rule would keep only the first of them.
+    """
+    per_basis = rejected.sort("basis_id", "rule", "reason").group_by("basis_id", maintain_order=True).agg(
+        pl.col("unit_hsa_id").first(),
+        pl.col("rule").first(),
+        pl.format("{}: {}", "rule", "reason").str.join("; ").alias("reason"),
+    )
+    return _holds(per_basis, "basis_id")
 
 
 ENDING_KINDS = ("cancel", "revoke", "complete")
@@ -320,7 +334,12 @@ def commit_plan(
             store.replace_holds(con, ticket_draft.holds, resource_type=SERVICE_REQUEST, now=now)
     finally:
         con.close()
-    return {rt: vars(w) for rt, w in written.items()}
+    counts = {rt: vars(w) for rt, w in written.items()}
+    if ticket_draft is not None:
+        # Bases that get no ticket this run (R15 not yet due, R05/R17/R18 rejected) belong in
+        # the run's ticket counts too: a run without a new drop still issues what fell due.
+        counts[SERVICE_REQUEST] = {**counts[SERVICE_REQUEST], **ticket_draft.counts}
+    return counts
 
 
 def classify(outcome: EntryOutcome) -> tuple[str, str | None]:
@@ -341,10 +360,15 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
     con = open_state(state_dir)
     lock = threading.Lock()
     tally: dict[str, int] = {}
+    by_type: dict[str, dict[str, int]] = {}
     try:
         entries = store.pending_entries(con)
         if not entries:
             return {"sent": 0}
+        type_of = {e["change_id"]: e["resource_type"] for e in entries}
+        for e in entries:
+            per_type = by_type.setdefault(e["resource_type"], {"sent": 0})
+            per_type["sent"] += 1
 
         def settle_batch(outcomes: list[EntryOutcome]) -> None:
             now = clock()
@@ -352,6 +376,8 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
             for o in outcomes:
                 new_status, reason = classify(o)
                 tally[new_status] = tally.get(new_status, 0) + 1
+                per_type = by_type[type_of[o.change_id]]
+                per_type[new_status] = per_type.get(new_status, 0) + 1
                 rows.append(
                     {"change_id": o.change_id, "outcome": o.outcome, "new_status": new_status,
                      "reason": reason, "version": o.version, "settled_at": now}
@@ -370,6 +396,7 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
             [UpsertEntry(e["change_id"], e["resource_type"], e["key"], e["resource"]) for e in entries],
             on_batch_settled=settle_batch,
         )
-        return {"sent": len(entries), **tally}
+        # Per resource type as well, so tickets show their own counts beside the bookings'.
+        return {"sent": len(entries), **tally, **by_type}
     finally:
         con.close()
