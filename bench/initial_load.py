@@ -73,7 +73,42 @@ def copy_loaded(n_bookings: int, dest: Path) -> dict:
         raise FileNotFoundError(f"no loaded cache for {n_bookings:,} bookings: run python -m bench.initial_load")
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(cache_dir(n_bookings), dest)
+    added = upgrade_schema(dest / "state")
+    if added:
+        print(f"cached state brought up to the current schema: added {', '.join(added)}")
     return meta
+
+
+def upgrade_schema(state_dir: Path) -> list[str]:
+    """Add columns the current code's tables have and a cached state store lacks.
+
+    The cache outlives code changes; `CREATE TABLE IF NOT EXISTS` never adds a column, so the
+    copy is compared with a fresh store made by the current code.
+    """
+    import tempfile
+
+    from mvg_sync.state import connect
+    from mvg_sync.sync import store
+
+    query = "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'main'"
+    with tempfile.TemporaryDirectory() as fresh_dir:
+        fresh = connect(Path(fresh_dir))
+        store.ensure_schema(fresh)
+        wanted = fresh.execute(query).fetchall()
+        fresh.close()
+    con = connect(state_dir)
+    try:
+        store.ensure_schema(con)
+        have = {(t, c) for t, c, _ in con.execute(query).fetchall()}
+        tables = {t for t, _ in have}
+        added = []
+        for table, column, dtype in wanted:
+            if table in tables and (table, column) not in have:
+                con.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {dtype}')
+                added.append(f"{table}.{column}")
+    finally:
+        con.close()
+    return added
 
 
 def settings_for(root: Path, base_url: str):

@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if total > TARGET_S:
         worst = max(timer.phases, key=timer.phases.get)
         print(f"  dominated by: {worst} ({timer.phases[worst]:.1f} s, {timer.phases[worst] / total:.0%} of the cycle)")
+        rest = total - timer.phases[worst]
+        print(f"  the other steps together: {rest:.1f} s ({'within' if rest <= TARGET_S else 'over'} the target on their own)")
     if profile:
         print(profile)
     ok = total <= TARGET_S and result.get("outcome") == "done"
