@@ -49,7 +49,7 @@ _SEED_SQL = [
        FROM clinic24_record WHERE resource_type = 'ServiceRequest'""",
     """INSERT INTO holds SELECT 'Appointment', 'H' || i, 'SE' || (i % 30), 'R12',
               'needs primary guardian', $start FROM range(300) t(i)""",
-    """INSERT INTO quarantine SELECT 'x', 'bokningar.csv', i, 'Personnummer', 'R13',
+    """INSERT INTO quarantine SELECT 'x', 'bokningar.csv', i, 'B' || i, 'Personnummer', 'R13',
               'bad check digit', $start + to_hours(i % 700) FROM range(2000) t(i)""",
     """INSERT INTO unit_departures SELECT 'U' || i, 'SE99', $start FROM range(150) t(i)""",
 ]

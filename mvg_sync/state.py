@@ -29,6 +29,7 @@ _SCHEMA = (
         extract_id VARCHAR NOT NULL,
         file VARCHAR,
         source_row BIGINT,
+        record_key VARCHAR,            -- the row's own id (BokningsID, UnderlagsID, ...), never patient data
         column_name VARCHAR,
         rule VARCHAR NOT NULL,
         reason VARCHAR NOT NULL,
@@ -138,6 +139,8 @@ def record_drop(
                 pl.lit(extract_id).alias("extract_id"),
                 pl.col("file").cast(pl.String),
                 pl.col("source_row").cast(pl.Int64),
+                (pl.col("record_key") if "record_key" in quarantine.columns else pl.lit(None))
+                .cast(pl.String).alias("record_key"),
                 pl.col("column_name").cast(pl.String),
                 pl.col("rule").cast(pl.String),
                 pl.col("reason").cast(pl.String),
@@ -167,6 +170,17 @@ def snapshot_pointers(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, st
     """dataset -> (extract_id, path) of the latest accepted snapshot."""
     rows = con.execute("SELECT dataset, extract_id, path FROM snapshot_pointer").fetchall()
     return {str(d): (str(e), str(p)) for d, e, p in rows}
+
+
+def quarantined_keys(con: duckdb.DuckDBPyConnection, extract_id: str, file: str) -> list[str]:
+    """Ids of the rows of one file that a drop quarantined: they exist in Cosmic but are unusable."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT record_key FROM quarantine WHERE extract_id = ? AND file = ? AND record_key IS NOT NULL",
+            [extract_id, file],
+        ).fetchall()
+    ]
 
 
 def load_snapshot(state_dir: Path, dataset: str) -> pl.DataFrame | None:

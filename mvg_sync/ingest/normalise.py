@@ -18,6 +18,7 @@ from mvg_sync.ingest.normalisers import (
 
 QUARANTINE_SCHEMA = {
     "source_row": pl.Int64,
+    "record_key": pl.String,
     "column_name": pl.String,
     "rule": pl.String,
     "reason": pl.String,
@@ -88,7 +89,13 @@ def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> No
         raw = raw.with_columns(pl.lit(None, pl.String).alias(h) for h in missing_optional)
 
     # pass 1: typed values (struct-returning normalisers materialised once)
-    first: list[pl.Expr] = [pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row")]
+    # The row's own id (e.g. BokningsID) travels with its quarantine rows: planning must know
+    # that a quarantined booking still exists in Cosmic, or it would read it as vanished (R08).
+    key_headers = [c.header for c in layout.columns if c.name in layout.key]
+    first: list[pl.Expr] = [
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
+        pl.concat_str([pl.col(h).str.strip_chars() for h in key_headers], separator="|").alias("record_key"),
+    ]
     for c in layout.columns:
         src = pl.col(c.header)
         if c.kind == "patient_id":
@@ -158,7 +165,7 @@ def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> No
 
     err_cols = [e[0] for e in errors]
     bad = pl.any_horizontal(pl.col(err_cols).is_not_null())
-    quarantine = _quarantine_rows(staged.filter(bad).select("source_row", *err_cols), errors)
+    quarantine = _quarantine_rows(staged.filter(bad).select("source_row", "record_key", *err_cols), errors)
     good = staged.filter(~bad).select(output_columns(layout))
     return Normalised(frame=good, quarantine=quarantine, rows_in=rows_in, warnings=warnings)
 
@@ -169,10 +176,11 @@ def _quarantine_rows(bad_rows: pl.DataFrame, errors: list[tuple[str, str, str]])
     headers = {e[0]: e[1] for e in errors}
     rules = {e[0]: e[2] for e in errors}
     return (
-        bad_rows.unpivot(index="source_row", variable_name="err", value_name="reason")
+        bad_rows.unpivot(index=["source_row", "record_key"], variable_name="err", value_name="reason")
         .filter(pl.col("reason").is_not_null())
         .select(
             "source_row",
+            "record_key",
             pl.col("err").replace_strict(headers, return_dtype=pl.String).alias("column_name"),
             pl.col("err").replace_strict(rules, return_dtype=pl.String).alias("rule"),
             pl.col("reason").cast(pl.String),

@@ -21,6 +21,7 @@ import polars as pl
 from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
+from mvg_sync.state import connect, load_snapshot, quarantined_keys
 from mvg_sync.sync import crashpoints, store
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,6 @@ HOLD_COLUMNS = {"key": pl.Utf8, "unit_hsa_id": pl.Utf8, "rule": pl.Utf8, "reason
 
 def open_state(state_dir: Path) -> duckdb.DuckDBPyConnection:
     """The state store with the sync's tables present."""
-    from mvg_sync.state import connect
-
     con = connect(state_dir)
     store.ensure_schema(con)
     return con
@@ -90,23 +89,25 @@ def draft_booking_plan(
     state_dir: Path, clinic24_units: Collection[str], *, as_of: datetime
 ) -> BookingDraft | None:
     """R01–R12: desired Clinic24 state from the newest snapshot, minus what Clinic24 has."""
-    from mvg_sync.state import load_snapshot
-
     con = open_state(state_dir)
     try:
         snapshot = current_snapshot(con)
         if snapshot is None:
             return None
         record = store.load_record(con, APPOINTMENT).rename({"key": "booking_id"})
+        quarantined = quarantined_keys(con, snapshot.extract_id, "bokningar.csv")
     finally:
         con.close()
     bookings = load_snapshot(state_dir, "bookings")
     care_services = load_snapshot(state_dir, "care_services")
     scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units)
     departed = set(record.get_column("unit_hsa_id").unique().drop_nulls()) - set(clinic24_units)
+    # A quarantined booking still exists in Cosmic: it is live (never cancelled as vanished)
+    # but sends nothing until a drop delivers it clean.
+    live_ids = pl.concat([bookings.get_column("booking_id"), pl.Series("booking_id", quarantined, pl.Utf8)])
     plan = booking_plan.plan_booking_changes(
         scope.desired,
-        bookings.get_column("booking_id"),
+        live_ids,
         record,
         window_from=snapshot.window_from,
         window_to=snapshot.window_to,
@@ -194,16 +195,18 @@ def draft_ticket_plan(
     state_dir: Path, clinic24_units: Collection[str], *, as_of: datetime
 ) -> TicketDraft | None:
     """R14–R19 from the newest booking-basis snapshot and the ticket record."""
-    from mvg_sync.state import load_snapshot
-
     bases = load_snapshot(state_dir, "booking_bases")
     if bases is None:
         return None
     con = open_state(state_dir)
     try:
         record = store.load_record(con, SERVICE_REQUEST).rename({"key": "basis_id"})
+        snapshot = current_snapshot(con)
+        quarantined = quarantined_keys(con, snapshot.extract_id, "bokningsunderlag.csv") if snapshot else []
     finally:
         con.close()
+    # A quarantined basis is not gone (R19 would revoke its ticket): leave its ticket alone.
+    record = record.filter(~pl.col("basis_id").is_in(quarantined))
     plan = tickets.plan_tickets(
         bases,
         load_snapshot(state_dir, "bookings"),
@@ -266,6 +269,25 @@ def _ended(accepted: dict, row: dict, sequence: int) -> dict:
     return resource
 
 
+def _open_ticket_changes(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, tuple[str, str, dict]]:
+    """Ticket changes still open in the outbox (pending or dead): key -> (kind, hash, payload)."""
+    if not keys:
+        return {}
+    rows = con.execute(
+        "SELECT key, change_kind, content_hash, payload FROM outbox WHERE resource_type = ? "
+        "AND status IN ('pending', 'dead') AND key IN (SELECT unnest(?))",
+        [SERVICE_REQUEST, keys],
+    ).fetchall()
+    return {key: (kind, content_hash, json.loads(payload)) for key, kind, content_hash, payload in rows}
+
+
+def _timeless(ticket: dict) -> dict:
+    """A ticket without the moment it was planned: authoredOn, issue date, source sequence."""
+    period = {k: v for k, v in ticket.get("occurrencePeriod", {}).items() if k != "start"}
+    extensions = [e for e in ticket.get("extension", []) if not e.get("url", "").endswith(":source-sequence")]
+    return {**ticket, "authoredOn": None, "occurrencePeriod": period, "extension": extensions}
+
+
 def _outbox_rows(
     con: duckdb.DuckDBPyConnection,
     changes: pl.DataFrame,
@@ -278,19 +300,27 @@ def _outbox_rows(
     """Changes with their exact FHIR payloads, ready for the outbox."""
     ending = changes.filter(pl.col("change_kind").is_in(ENDING_KINDS))
     accepted = _last_accepted_payloads(con, resource_type, ending.get_column(key).to_list())
-    payloads = []
-    for row in changes.iter_rows(named=True):
+    # R16: a ticket change planned again while still open (its answer lost in a crash or a 5xx)
+    # carries a new authoredOn; keep the first plan, whose bytes Clinic24 may already hold.
+    still_open = (
+        _open_ticket_changes(con, changes.get_column(key).to_list()) if resource_type == SERVICE_REQUEST else {}
+    )
+    payloads, hashes = [], changes.get_column("content_hash").to_list()
+    for n, row in enumerate(changes.iter_rows(named=True)):
         if row["change_kind"] in ENDING_KINDS and row[key] in accepted:
             resource = _ended(accepted[row[key]], row, snapshot.sequence)
         else:
             resource = builder(row, source_sequence=snapshot.sequence)
+        kind, first_hash, first = still_open.get(row[key], (None, None, None))
+        if kind == row["change_kind"] and _timeless(first) == _timeless(resource):
+            hashes[n] = first_hash
         payloads.append(json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
     start = pl.col("start_at") if "start_at" in changes.columns else pl.lit(None, pl.Datetime("us", "UTC"))
     return changes.select(
         pl.col(key).alias("key"),
         "change_kind",
         "rule",
-        "content_hash",
+        pl.Series("content_hash", hashes, dtype=pl.Utf8),
         pl.lit(snapshot.sequence, pl.Int64).alias("source_sequence"),
         pl.Series("payload", payloads, dtype=pl.Utf8),
         pl.col("status").alias("target_status"),

@@ -130,3 +130,36 @@ def test_flow_run_is_named_after_its_drop_and_publishes_counts(world):
     counts = next(a for a in artifacts if a.key == "booking-sync-counts" and a.flow_run_id == flow_run.id)
     assert '"push"' in str(counts.data) or "push" in str(counts.data)
     assert summary["steps"]["push"]["done"] == summary["steps"]["push"]["sent"] > 0
+
+
+def test_r13_a_quarantined_booking_is_neither_pushed_nor_cancelled(world):
+    """Bad input changes nothing in Clinic24: a row quarantined for its personnummer is not
+    read as a vanished booking (R08) but kept as it is until a clean drop delivers it."""
+    from dataclasses import replace
+
+    import duckdb
+
+    world.drop(world.region)
+    assert run(AS_OF)[0].is_completed()
+    before = world.appointments()
+    key = next(k for k, a in before.items() if a["status"] == "booked")
+    later = AS_OF + timedelta(minutes=5)
+    region, _ = next_region(world.region, seed=9, as_of=later)
+    broken = region.bookings.with_columns(
+        pl.when(pl.col("BokningsID").cast(pl.Utf8) == key)
+        .then(pl.lit("19581124-3260"))  # check digit should be 9 (R13)
+        .otherwise(pl.col("Personnummer").cast(pl.Utf8))
+        .alias("Personnummer")
+    )
+    world.drop(replace(region, bookings=broken))
+    state, _ = run(later)
+    assert state.is_completed(), state.message
+    assert world.appointments()[key] == before[key], "a quarantined booking must not change in Clinic24"
+    con = duckdb.connect(str(world.state / "state.duckdb"))
+    try:
+        rows = con.execute(
+            "SELECT rule, column_name FROM quarantine WHERE record_key = ? AND file = 'bokningar.csv'", [key]
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == [("R13", "Personnummer")]

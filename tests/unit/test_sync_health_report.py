@@ -49,8 +49,8 @@ def state(tmp_path):
     _outbox(con, "dead1", "cancel", "dead", extracted=DAY, settled=DAY, outcome="rejected",
             reason="422 unknown-location")
     for row in range(3):
-        con.execute("INSERT INTO quarantine VALUES ('d1', 'bokningar.csv', ?, 'Personnummer', 'R13', "
-                    "'bad check digit', ?)", [row + 1, DAY])
+        con.execute("INSERT INTO quarantine VALUES ('d1', 'bokningar.csv', ?, ?, 'Personnummer', 'R13', "
+                    "'bad check digit', ?)", [row + 1, f"B{row}", DAY])
     con.execute("INSERT INTO holds VALUES ('Appointment', 'K1', 'SE1', 'R12', 'needs primary guardian', ?)", [DAY])
     con.execute("INSERT INTO holds VALUES ('Appointment', 'K2', 'SE1', 'R12', 'needs primary guardian', ?)", [DAY])
     con.execute("INSERT INTO unit_departures VALUES ('K9', 'SE9', ?)", [DAY])
