@@ -1,12 +1,13 @@
 """Sync cycle steps: ticket holds per basis, ticket counts of the plan, push counts per resource type."""
 
-from datetime import UTC, date, datetime
+import json
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from polars.testing import assert_frame_equal
 
 from mvg_sync.clinic24.client import EntryOutcome
-from mvg_sync.rules.tickets import CHANGES_SCHEMA, REJECTED_SCHEMA
+from mvg_sync.rules.tickets import CHANGES_SCHEMA, REJECTED_SCHEMA, ticket_content_hash
 from mvg_sync.sync import cycle, store
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -101,3 +102,52 @@ def test_r14_push_counts_tickets_apart_from_bookings(tmp_path):
         "Appointment": {"sent": 2, "done": 2},
         "ServiceRequest": {"sent": 1, "done": 1},
     }
+
+
+def _issue(authored_at: datetime, *, monitoring_date: date = date(2026, 12, 20)) -> pl.DataFrame:
+    row = {
+        "change_kind": "issue", "rule": "R14", "basis_id": "29000001", "status": "active",
+        "care_service": "Primärvård|mottagning|läkare", "clinic24_role": "lakare-allman-fysiskt",
+        "patient_id": "199810233578", "patient_id_kind": "personnummer", "patient_name": "Test, Testa",
+        "unit_hsa_id": "SE2321000198-E1001", "issue_date": authored_at.date(),
+        "monitoring_date": monitoring_date, "authored_at": authored_at, "contact_type": "Mottagningsbesök",
+        "visit_type": "Nybesök", "referral_id": None,
+    }
+    return pl.DataFrame([{**row, "content_hash": ticket_content_hash(row)}], schema=CHANGES_SCHEMA)
+
+
+def _commit(state_dir, changes: pl.DataFrame, run_id: str, sequence: int = 1) -> dict:
+    draft = cycle.TicketDraft(changes=changes, holds=pl.DataFrame(schema=cycle.HOLD_COLUMNS))
+    snapshot = cycle.SnapshotRef(f"drop-{sequence}", sequence, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    return cycle.commit_plan(
+        state_dir, run_id=run_id, bookings=None, ticket_draft=draft, snapshot=snapshot, now=NOW
+    )["ServiceRequest"]
+
+
+def _open_payloads(state_dir) -> list[dict]:
+    con = cycle.open_state(state_dir)
+    try:
+        rows = con.execute("SELECT payload FROM outbox WHERE status = 'pending'").fetchall()
+    finally:
+        con.close()
+    return [json.loads(p) for (p,) in rows]
+
+
+def test_r16_an_open_issue_planned_again_later_keeps_its_first_plan(tmp_path):
+    first = datetime(2026, 11, 26, 22, 59, tzinfo=UTC)
+    assert _commit(tmp_path, _issue(first), "run1")["inserted"] == 1
+    # The answer was lost (crash, 5xx): the next run, the next local day and drop, plans it again.
+    again = _commit(tmp_path, _issue(first + timedelta(hours=2)), "run2", sequence=2)
+    assert (again["inserted"], again["kept"], again["superseded"]) == (0, 1, 0)
+    [payload] = _open_payloads(tmp_path)
+    assert payload["authoredOn"] == "2026-11-26T23:59:00+01:00"
+    assert payload["occurrencePeriod"]["start"] == "2026-11-26"
+
+
+def test_r16_an_open_issue_whose_basis_changed_is_replaced(tmp_path):
+    first = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    _commit(tmp_path, _issue(first), "run1")
+    moved = _commit(tmp_path, _issue(first + timedelta(minutes=2), monitoring_date=date(2026, 12, 21)), "run2")
+    assert (moved["inserted"], moved["kept"], moved["superseded"]) == (1, 0, 1)
+    [payload] = _open_payloads(tmp_path)
+    assert payload["occurrencePeriod"]["end"] == "2026-12-21"
