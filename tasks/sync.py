@@ -6,7 +6,6 @@ and settings, and a sync step must run every time it is asked to.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
@@ -135,9 +134,9 @@ def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: date
     rows = [
         {"step": step, "measure": name, "value": value}
         for step, values in summary.get("steps", {}).items()
-        for name, value in values.items()
+        for name, value in _flatten(values)
     ]
-    rows += [{"step": "latency", "measure": k, "value": v} for k, v in latency.items()]
+    rows += [{"step": "latency", "measure": k, "value": v} for k, v in latency.items() if v is not None]
     create_table_artifact(key="booking-sync-counts", table=rows, description=f"Sync run {run_id}")
     create_markdown_artifact(
         key="booking-sync-open-items",
@@ -147,6 +146,10 @@ def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: date
     return {"latency": latency, "open_items": open_items}
 
 
-def dumps(summary: dict) -> str:
-    """A one-line, patient-free summary for logs."""
-    return json.dumps(summary, default=str, sort_keys=True)
+def _flatten(values: dict, prefix: str = ""):
+    """Nested counts as (`Appointment.inserted`, 12) pairs for a flat table artifact."""
+    for name, value in values.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{name}.")
+        elif value is not None:
+            yield f"{prefix}{name}", value
