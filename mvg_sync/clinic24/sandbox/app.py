@@ -490,13 +490,13 @@ def create_app(config: SandboxConfig) -> FastAPI:
         headers = {"ETag": etag or "", "Location": f"{_base(request)}/fhir/{resource_type}/{stored['id']}/_history/{stored['meta']['versionId']}"}
         return fhir(stored, status, headers)
 
-    @app.put("/fhir/Appointment", tags=["fhir"], openapi_extra=openapi_doc.put_body("Appointment"), responses=openapi_doc.PUT_RESPONSES)
+    @app.put("/fhir/Appointment", tags=["fhir"], openapi_extra=openapi_doc.put_body("Appointment"), responses=openapi_doc.put_responses("Appointment"))
     async def put_appointment(
         request: Request, identifier: str = Query(..., description="urn:cosmic:gavleborg:booking|<BokningsID>")
     ) -> Response:
         return await put(request, "Appointment", identifier)
 
-    @app.put("/fhir/ServiceRequest", tags=["fhir"], openapi_extra=openapi_doc.put_body("ServiceRequest"), responses=openapi_doc.PUT_RESPONSES)
+    @app.put("/fhir/ServiceRequest", tags=["fhir"], openapi_extra=openapi_doc.put_body("ServiceRequest"), responses=openapi_doc.put_responses("ServiceRequest"))
     async def put_service_request(
         request: Request, identifier: str = Query(..., description="urn:cosmic:gavleborg:booking-basis|<UnderlagsID>")
     ) -> Response:

@@ -169,14 +169,20 @@ def put_body(resource_type: str) -> dict:
     return {"requestBody": {"required": True, "content": _content(schema)}}
 
 
-PUT_RESPONSES = {
-    200: {"description": "updated, or identical (version unchanged)", "headers": {"ETag": {"schema": {"type": "string"}}}},
-    201: {"description": "created", "headers": {"ETag": {"schema": {"type": "string"}}}},
-    404: _error("unknown unit, or cancel/revoke of something never stored"),
-    409: _error("stale change: source-sequence lower than the stored one"),
-    422: _error("the resource breaks a rule"),
-    **_COMMON_ERRORS,
-}
+def put_responses(resource_type: str) -> dict:
+    """A PUT answers 200/201 with the stored resource as `application/fhir+json`."""
+    schema = APPOINTMENT if resource_type == "Appointment" else SERVICE_REQUEST
+    stored = {"headers": {"ETag": {"schema": {"type": "string"}}}, "content": {FHIR_JSON: {"schema": schema}}}
+    return {
+        200: {"description": "updated, or identical (version unchanged)", **stored},
+        201: {"description": "created", **stored},
+        404: _error("unknown unit, or cancel/revoke of something never stored"),
+        409: _error("stale change: source-sequence lower than the stored one"),
+        422: _error("the resource breaks a rule"),
+        **_COMMON_ERRORS,
+    }
+
+
 SEARCH_RESPONSES = {200: {"description": "searchset Bundle", "content": {FHIR_JSON: {"schema": BUNDLE}}}, **_COMMON_ERRORS}
 BATCH_BODY = {"requestBody": {"required": True, "content": _content(BATCH_REQUEST)}}
 BATCH_RESPONSES = {
@@ -220,13 +226,30 @@ TOKEN_RESPONSES = {
 
 
 def decorate(schema: dict) -> None:
-    """Add the OAuth2 client-credentials scheme and require it on every /fhir operation."""
+    """Add the OAuth2 client-credentials scheme and require it on every /fhir operation.
+
+    Also drop what FastAPI documents by default but the sandbox never answers: a `422`
+    HTTPValidationError for bad parameters (the sandbox answers `400` with an
+    OperationOutcome) and an untyped `application/json` beside a declared FHIR body.
+    """
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {})["clinic24"] = {
         "type": "oauth2",
         "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}}},
     }
     for path, operations in schema.get("paths", {}).items():
-        if path.startswith("/fhir"):
-            for operation in operations.values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.get("422", {}).get("description") == "Validation Error":
+                del responses["422"]
+                responses.setdefault("400", _error("invalid request parameters"))
+            for answer in responses.values():
+                content = answer.get("content", {})
+                if FHIR_JSON in content and content.get("application/json", {}).get("schema") == {}:
+                    del content["application/json"]
+            if path.startswith("/fhir"):
                 operation["security"] = [{"clinic24": []}]
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(name, None)
+    if components.get("schemas") == {}:
+        del components["schemas"]
