@@ -22,16 +22,23 @@ def ingest_summary(report) -> dict:
 
 
 def latency_since(con: duckdb.DuckDBPyConnection, since: datetime) -> dict:
-    """R11: seconds from a drop's `extracted_at` to Clinic24's acceptance, for changes accepted since `since`."""
+    """R11: seconds from a drop's `extracted_at` to Clinic24's acceptance, for changes accepted since `since`.
+
+    An acceptance stamped before its extract (clock skew between Cosmic and this host, or a
+    back-dated `as_of`) is counted as `clock_skewed`, not averaged into the percentiles.
+    """
     row = con.execute(
-        "SELECT count(*), quantile_cont(s, 0.5), quantile_cont(s, 0.95), max(s) FROM ("
+        "SELECT count(*) FILTER (WHERE s >= 0), quantile_cont(s, 0.5) FILTER (WHERE s >= 0), "
+        "quantile_cont(s, 0.95) FILTER (WHERE s >= 0), max(s) FILTER (WHERE s >= 0), "
+        "count(*) FILTER (WHERE s < 0) FROM ("
         "  SELECT epoch(settled_at) - epoch(extracted_at) AS s FROM outbox "
         "  WHERE status = 'done' AND last_outcome = 'accepted' AND settled_at >= ?)",
         [since],
     ).fetchone()
-    count, p50, p95, worst = row
+    count, p50, p95, worst, skewed = row
     return {
         "accepted": int(count),
+        "clock_skewed": int(skewed),
         "p50_s": round(p50, 1) if p50 is not None else None,
         "p95_s": round(p95, 1) if p95 is not None else None,
         "max_s": round(worst, 1) if worst is not None else None,
