@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import random
 import statistics
 import time
@@ -51,12 +52,16 @@ def cosmic(meta: dict, landing: str, log_path: str, schedule, ready) -> None:
     from mvg_sync.generator import next_region, write_drop
     from mvg_sync.generator.writer import extract_id
 
+    parent = os.getppid()
     region = regenerate(meta)
     ready.set()
     times = [datetime.fromisoformat(t) for t in schedule.get()]
     with open(log_path, "a", encoding="utf-8") as log:
         for k, at in enumerate(times):
-            time.sleep(max(0.0, (at - utc_now()).total_seconds()))
+            while (wait := (at - utc_now()).total_seconds()) > 0:
+                if os.getppid() != parent:  # the bench died (even by SIGKILL): stop writing drops
+                    return
+                time.sleep(min(wait, 1.0))
             region, truth = next_region(region, seed=1000 + k, as_of=at.astimezone(STOCKHOLM), **PER_DROP)
             write_drop(region, Path(landing))
             log.write(json.dumps({
@@ -142,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.minutes, args.interval = 3.0, 20.0
     quiet_services()
-    import os
-
     from prefect.testing.utilities import prefect_test_harness
 
     from mvg_sync.clinic24.sandbox.runner import start_sandbox
