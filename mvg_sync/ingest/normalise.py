@@ -83,6 +83,17 @@ def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> No
     """
     warnings = check_columns(raw.columns, layout)
     _check_grain(raw, layout)
+    result = normalise_rows(raw, layout, reference_date)
+    result.warnings = warnings
+    return result
+
+
+def normalise_rows(raw: pl.DataFrame, layout: FileLayout, reference_date: date, *, row_offset: int = 0) -> Normalised:
+    """The row-level part of `normalise` for one batch of a file whose rows start after `row_offset`.
+
+    File-level checks (columns, grain) are the caller's: a batch cannot see the whole file.
+    Every rule here looks at one row only, so batches give the same rows as the whole file.
+    """
     rows_in = raw.height
     missing_optional = [c.header for c in layout.columns if c.header not in raw.columns]
     if missing_optional:
@@ -91,10 +102,10 @@ def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> No
     # pass 1: typed values (struct-returning normalisers materialised once)
     # The row's own id (e.g. BokningsID) travels with its quarantine rows: planning must know
     # that a quarantined booking still exists in Cosmic, or it would read it as vanished (R08).
-    key_headers = [c.header for c in layout.columns if c.name in layout.key]
+    keys = key_headers(layout)
     first: list[pl.Expr] = [
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
-        pl.concat_str([pl.col(h).str.strip_chars() for h in key_headers], separator="|").alias("record_key"),
+        pl.int_range(row_offset + 1, row_offset + pl.len() + 1, dtype=pl.Int64).alias("source_row"),
+        pl.concat_str([pl.col(h).str.strip_chars() for h in keys], separator="|").alias("record_key"),
     ]
     for c in layout.columns:
         src = pl.col(c.header)
@@ -167,7 +178,7 @@ def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> No
     bad = pl.any_horizontal(pl.col(err_cols).is_not_null())
     quarantine = _quarantine_rows(staged.filter(bad).select("source_row", "record_key", *err_cols), errors)
     good = staged.filter(~bad).select(output_columns(layout))
-    return Normalised(frame=good, quarantine=quarantine, rows_in=rows_in, warnings=warnings)
+    return Normalised(frame=good, quarantine=quarantine, rows_in=rows_in)
 
 
 def _quarantine_rows(bad_rows: pl.DataFrame, errors: list[tuple[str, str, str]]) -> pl.DataFrame:
@@ -189,16 +200,27 @@ def _quarantine_rows(bad_rows: pl.DataFrame, errors: list[tuple[str, str, str]])
     )
 
 
+def key_headers(layout: FileLayout) -> list[str]:
+    """Cosmic headers of the file's grain (e.g. `BokningsID`, or `TidID` + `Vårdtjänst`)."""
+    return [c.header for c in layout.columns if c.name in layout.key]
+
+
 def _check_grain(raw: pl.DataFrame, layout: FileLayout) -> None:
-    """Duplicate ids violate the file's grain: the file cannot be trusted (rejects the drop)."""
-    keys = [c.header for c in layout.columns if c.name in layout.key]
-    frame = raw.select(keys).drop_nulls()
+    check_grain(raw.select(key_headers(layout)), layout)
+
+
+def check_grain(keys: pl.DataFrame, layout: FileLayout) -> None:
+    """Duplicate ids violate the file's grain: the file cannot be trusted (rejects the drop).
+
+    `keys` holds the key columns of every row of the file, as read.
+    """
+    frame = keys.drop_nulls()
     if frame.height == 0:
         return
     distinct = frame.n_unique()
     if distinct != frame.height:
         dup_rows = frame.height - distinct
         raise DropRejected(
-            f"{layout.file}: duplicate {' + '.join(keys)} ({dup_rows} rows repeat an id; grain violated)",
+            f"{layout.file}: duplicate {' + '.join(keys.columns)} ({dup_rows} rows repeat an id; grain violated)",
             file=layout.file,
         )

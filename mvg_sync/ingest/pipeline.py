@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from queue import Queue
 
 import duckdb
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from mvg_sync import state
 from mvg_sync.ingest.columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
 from mvg_sync.ingest.manifest import DropRejected, Manifest, list_complete_drops, read_manifest
-from mvg_sync.ingest.normalise import Normalised, normalise
-from mvg_sync.ingest.reader import FileScan, read_raw, scan_file
+from mvg_sync.ingest.normalise import (
+    QUARANTINE_SCHEMA,
+    check_columns,
+    check_grain,
+    key_headers,
+    normalise_rows,
+)
+from mvg_sync.ingest.reader import FileScan, check_bytes, iter_raw_batches, scan_file
+from mvg_sync.quality.checkpoint import DatasetProfile
 from mvg_sync.timeutil import STOCKHOLM
 
 log = logging.getLogger(__name__)
@@ -25,6 +36,9 @@ log = logging.getLogger(__name__)
 MIN_ROW_SHARE = 0.5
 # Below this many previous rows the shrink check is noise (a handful of events may vanish).
 SHRINK_CHECK_FLOOR = 20
+# Rows per batch streamed from a CSV to its snapshot: memory is bounded by a batch (about
+# 0.3 GB of raw strings for bookings), while a regional file is still one batch.
+BATCH_ROWS = 1_000_000
 
 
 @dataclass
@@ -85,8 +99,13 @@ class IngestReport:
         return out
 
 
-def ingest_pending(landing_dir: Path, state_dir: Path, *, as_of: datetime) -> IngestReport:
-    """Process every complete, unprocessed drop under `landing_dir` in `extract_id` order."""
+def ingest_pending(
+    landing_dir: Path, state_dir: Path, *, as_of: datetime, batch_rows: int = BATCH_ROWS
+) -> IngestReport:
+    """Process every complete, unprocessed drop under `landing_dir` in `extract_id` order.
+
+    `batch_rows` bounds memory; it changes nothing in what is written.
+    """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     report = IngestReport()
@@ -101,7 +120,7 @@ def ingest_pending(landing_dir: Path, state_dir: Path, *, as_of: datetime) -> In
         for folder in pending:
             if folder.name in known:
                 continue
-            drop = _ingest_folder(con, folder, state_dir, as_of, report)
+            drop = _ingest_folder(con, folder, state_dir, as_of, report, batch_rows)
             known.add(drop.extract_id)
             report.drops.append(drop)
     finally:
@@ -109,17 +128,22 @@ def ingest_pending(landing_dir: Path, state_dir: Path, *, as_of: datetime) -> In
     return report
 
 
-def ingest_drop(folder: Path, state_dir: Path, *, as_of: datetime) -> DropReport:
+def ingest_drop(folder: Path, state_dir: Path, *, as_of: datetime, batch_rows: int = BATCH_ROWS) -> DropReport:
     """Process one drop folder (processing it again yields `duplicate` and changes nothing)."""
     con = state.connect(state_dir)
     try:
-        return _ingest_folder(con, folder, state_dir, as_of, IngestReport())
+        return _ingest_folder(con, folder, state_dir, as_of, IngestReport(), batch_rows)
     finally:
         con.close()
 
 
 def _ingest_folder(
-    con: duckdb.DuckDBPyConnection, folder: Path, state_dir: Path, as_of: datetime, report: IngestReport
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    state_dir: Path,
+    as_of: datetime,
+    report: IngestReport,
+    batch_rows: int,
 ) -> DropReport:
     try:
         manifest = read_manifest(folder)
@@ -158,7 +182,7 @@ def _ingest_folder(
         )
 
     try:
-        staged = _validate_drop(con, folder, manifest, drop, state_dir, as_of)
+        staged = _validate_drop(con, folder, manifest, drop, state_dir, as_of, batch_rows)
         quarantine = pl.concat(staged.quarantine) if staged.quarantine else None
         _record(con, manifest, drop, as_of, quarantine=quarantine, snapshots=staged.paths, gap=gap)
     except DropRejected as exc:
@@ -182,6 +206,7 @@ def _validate_drop(
     drop: DropReport,
     state_dir: Path,
     as_of: datetime,
+    batch_rows: int,
 ) -> StagedDrop:
     """Every file-level check; writes the snapshots and returns them staged, or raises DropRejected."""
     for name in manifest.files:
@@ -206,7 +231,7 @@ def _validate_drop(
                 pool.map(lambda lay: scan_file(folder / lay.file, manifest.encoding, tmp / lay.file), layouts),
                 strict=True,
             ))
-        return _validate_scanned(con, folder, manifest, drop, state_dir, as_of, layouts, scans)
+        return _validate_scanned(con, folder, manifest, drop, state_dir, as_of, layouts, scans, batch_rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -220,6 +245,7 @@ def _validate_scanned(
     as_of: datetime,
     layouts: list[FileLayout],
     scans: dict[str, FileScan],
+    batch_rows: int,
 ) -> StagedDrop:
     for layout in layouts:
         scan, entry = scans[layout.file], manifest.files[layout.file]
@@ -230,35 +256,37 @@ def _validate_scanned(
 
     previous = state.previous_counts(con)
     reference_date = manifest.extracted_at.astimezone(STOCKHOLM).date()
-    from contracts.snapshots import validate_snapshot
-    from mvg_sync.quality.checkpoint import profile_row
-
     staged = StagedDrop()
-    # One file at a time, its snapshot written and its frames released before the next:
-    # peak memory is the largest file, not the drop (national drops are GBs).
+    # One file at a time, and each file in batches streamed to its snapshot: peak memory is
+    # a batch of the largest file, not the file (national drops are GBs).
     for layout in layouts:
         counts = FileCounts(file=layout.file)
         drop.files.append(counts)
-        normalised = _validate_file(
-            con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date
-        )
-        validate_snapshot(layout.dataset, normalised.frame)
         path = state.snapshot_path(state_dir, manifest.extract_id, layout.dataset)
         path.parent.mkdir(parents=True, exist_ok=True)
-        normalised.frame.write_parquet(path, compression="lz4", statistics=False)
+        ingested = _ingest_file(
+            con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date, path,
+            batch_rows=batch_rows,
+        )
         staged.paths[layout.dataset] = path
-        staged.profile.append(profile_row(
-            layout.dataset, normalised, extracted_at=manifest.extracted_at,
-            previous_rows=previous.get(layout.file), as_of=as_of,
+        staged.profile.append(ingested.profile.row(
+            extracted_at=manifest.extracted_at, previous_rows=previous.get(layout.file), as_of=as_of,
         ))
-        if normalised.quarantine.height:
-            staged.quarantine.append(normalised.quarantine.with_columns(pl.lit(layout.file).alias("file")))
-        del normalised
+        if ingested.quarantine.height:
+            staged.quarantine.append(ingested.quarantine.with_columns(pl.lit(layout.file).alias("file")))
     _check_quality(staged.profile, drop, state_dir)
     return staged
 
 
-def _validate_file(
+@dataclass
+class _IngestedFile:
+    """What one file left behind once its snapshot is written: quarantine and aggregates."""
+
+    quarantine: pl.DataFrame
+    profile: DatasetProfile
+
+
+def _ingest_file(
     con: duckdb.DuckDBPyConnection,
     folder: Path,
     manifest: Manifest,
@@ -266,34 +294,149 @@ def _validate_file(
     scan: FileScan,
     counts: FileCounts,
     previous: dict[str, int],
-    reference_date: object,
-) -> Normalised:
+    reference_date: date,
+    path: Path,
+    *,
+    batch_rows: int,
+) -> _IngestedFile:
+    """Read, normalise and write one file batch by batch, then run the file-level checks.
+
+    The checks see the whole file through what the batches leave behind (row count, key
+    columns, a bounded sample) and raise in the same order as on a file read whole.
+    """
     name = layout.file
     try:
-        raw = read_raw(con, folder / name, manifest.encoding, scan)
-        counts.rows_in = raw.height
+        names = check_bytes(folder / name, manifest.encoding, scan)
+        columns_error: DropRejected | None = None
+        try:
+            counts.warnings = check_columns(names, layout)
+        except DropRejected as exc:
+            columns_error = exc
+        batches = iter_raw_batches(con, folder / name, manifest.encoding, scan, batch_rows=batch_rows, names=names)
+        if columns_error is None:
+            written = _write_snapshot(batches, layout, reference_date, path, manifest.files[name].rows)
+        else:  # nothing to normalise: count the rows, for the checks that come first
+            written = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
+            for batch in batches:
+                written.profile.rows_in += batch.height
+                written.first = batch.head(0) if written.first is None else written.first
+        rows_in = written.profile.rows_in
+        counts.rows_in = rows_in
         expected = manifest.files[name].rows
-        if raw.height != expected:
-            raise DropRejected(f"{name}: {raw.height} data rows but the manifest says {expected}",
+        if rows_in != expected:
+            raise DropRejected(f"{name}: {rows_in} data rows but the manifest says {expected}",
                                file=name, rule="manifest")
-        if layout.dataset == "bookings" and raw.height == 0:
+        if layout.dataset == "bookings" and rows_in == 0:
             raise DropRejected(f"{name}: empty (0 data rows); it would cancel every booking", file=name)
         before = previous.get(name)
-        if before is not None and before >= SHRINK_CHECK_FLOOR and raw.height < MIN_ROW_SHARE * before:
+        if before is not None and before >= SHRINK_CHECK_FLOOR and rows_in < MIN_ROW_SHARE * before:
             raise DropRejected(
-                f"{name}: {raw.height} data rows, under {MIN_ROW_SHARE:.0%} of the previous accepted "
+                f"{name}: {rows_in} data rows, under {MIN_ROW_SHARE:.0%} of the previous accepted "
                 f"drop's {before}",
                 file=name,
             )
-        result = normalise(raw, layout, reference_date)  # type: ignore[arg-type]
-        _check_raw_contract(name, raw)
+        if columns_error is not None:
+            raise columns_error
+        check_grain(pl.concat(written.keys), layout)
+        assert written.first is not None
+        _check_raw_contract(name, written.first)
     except DropRejected as exc:
         counts.rejected_reason = exc.reason
         raise
-    counts.accepted = result.frame.height
-    counts.quarantined = result.rows_quarantined
-    counts.warnings = result.warnings
-    return result
+    counts.accepted = written.profile.accepted
+    counts.quarantined = rows_in - written.profile.accepted
+    from contracts.snapshots import validate_snapshot
+
+    validate_snapshot(layout.dataset, written.contract_frame())
+    return _IngestedFile(quarantine=written.quarantine(), profile=written.profile)
+
+
+@dataclass
+class _WrittenSnapshot:
+    """What streaming a file into its snapshot keeps: bounded by keys, quarantine and a sample."""
+
+    profile: DatasetProfile
+    first: pl.DataFrame | None = None  # the raw columns and types (no rows)
+    keys: list[pl.DataFrame] = field(default_factory=list)
+    quarantines: list[pl.DataFrame] = field(default_factory=list)
+    held: list[pl.DataFrame] | None = field(default_factory=list)  # every accepted row, while few
+    samples: list[pl.DataFrame] = field(default_factory=list)
+
+    def quarantine(self) -> pl.DataFrame:
+        return pl.concat(self.quarantines) if self.quarantines else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+    def contract_frame(self) -> pl.DataFrame:
+        """All accepted rows up to FULL_CHECK_MAX_ROWS (checked in full, as a file read whole
+        would be); beyond that the sample, for which validate_snapshot was built."""
+        return pl.concat(self.held if self.held is not None else self.samples)
+
+
+def _write_snapshot(
+    batches: Iterator[pl.DataFrame], layout: FileLayout, reference_date: date, path: Path, expected_rows: int
+) -> _WrittenSnapshot:
+    """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer)."""
+    from contracts.snapshots import FULL_CHECK_MAX_ROWS, SAMPLE_ROWS
+
+    written = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
+    keys = key_headers(layout)
+    fraction = min(1.0, SAMPLE_ROWS / expected_rows) if expected_rows else 1.0
+    failure: list[BaseException] = []
+
+    def normalised_batches() -> Iterator[pl.DataFrame]:
+        try:
+            for index, raw in enumerate(_prefetched(batches)):
+                if written.first is None:
+                    written.first = raw.head(0)
+                written.keys.append(raw.select(keys))
+                result = normalise_rows(raw, layout, reference_date, row_offset=written.profile.rows_in)
+                written.profile.observe(result.frame, raw.height)
+                if result.quarantine.height:
+                    written.quarantines.append(result.quarantine)
+                if written.held is not None:
+                    written.held.append(result.frame)
+                    if written.profile.accepted > FULL_CHECK_MAX_ROWS:
+                        written.held = None
+                written.samples.append(result.frame.sample(fraction=fraction, seed=index))
+                del raw
+                yield result.frame
+        except BaseException as exc:  # re-raised below: Polars would wrap it in its own error
+            failure.append(exc)
+
+    empty = pl.DataFrame(schema=dict.fromkeys(layout.headers, pl.String))
+    schema = normalise_rows(empty, layout, reference_date).frame.schema
+
+    def source(*_: object) -> Iterator[pl.DataFrame]:
+        yield from normalised_batches()
+
+    register_io_source(source, schema=schema).sink_parquet(path, compression="lz4", statistics=False)
+    if failure:
+        raise failure[0]
+    return written
+
+
+def _prefetched(batches: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Read the next batch in a thread while this one is normalised (DuckDB releases the GIL)."""
+    queue: Queue[tuple[pl.DataFrame | None, BaseException | None]] = Queue(maxsize=1)
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                queue.put((batch, None))
+            queue.put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            queue.put((None, exc))
+
+    thread = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    thread.start()
+    while True:
+        batch, error = queue.get()
+        if error is not None:
+            thread.join()
+            raise error
+        if batch is None:
+            thread.join()
+            return
+        yield batch
 
 
 def _check_raw_contract(name: str, raw: pl.DataFrame) -> None:

@@ -56,27 +56,56 @@ def load_suites() -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(SUITES_DIR.glob("*.json"))]
 
 
+@dataclass
+class DatasetProfile:
+    """Running aggregates of one dataset of a drop, fed batch by batch (no row data kept)."""
+
+    dataset: str
+    rows_in: int = 0
+    accepted: int = 0
+    status_matches: int = 0
+    status_present: int = 0
+    watched_nulls: int = 0
+
+    def observe(self, frame: pl.DataFrame, rows_in: int) -> None:
+        """Add one batch: `frame` its accepted rows, `rows_in` the rows it was read from."""
+        self.rows_in += rows_in
+        self.accepted += frame.height
+        if self.dataset in STATUS_SHARE and frame.height:
+            column, value = STATUS_SHARE[self.dataset]
+            self.status_matches += int(frame.select((pl.col(column) == value).sum()).item())
+            self.status_present += frame.height - frame[column].null_count()
+        watched = WATCHED_NULLS.get(self.dataset)
+        if watched:
+            self.watched_nulls += frame[watched].null_count()
+
+    def row(self, *, extracted_at: datetime, previous_rows: int | None, as_of: datetime) -> dict[str, object]:
+        """The profile row: size, change, shares, freshness."""
+        quarantined = self.rows_in - self.accepted
+        share = None
+        if self.dataset in STATUS_SHARE and self.accepted and self.status_present:
+            share = self.status_matches / self.status_present
+        watched = WATCHED_NULLS.get(self.dataset)
+        return {
+            "dataset": self.dataset,
+            "rows": self.rows_in,
+            "previous_rows": previous_rows,
+            "row_ratio": self.rows_in / previous_rows if previous_rows else None,
+            "quarantined_share": quarantined / self.rows_in if self.rows_in else 0.0,
+            "watched_null_share": self.watched_nulls / self.accepted if watched and self.accepted else None,
+            "status_share": share,
+            "extract_age_minutes": (as_of - extracted_at).total_seconds() / 60,
+        }
+
+
 def profile_row(
     dataset: str, normalised: Normalised, *, extracted_at: datetime, previous_rows: int | None,
     as_of: datetime,
 ) -> dict[str, object]:
     """One dataset of a drop as aggregates: size, change, shares, freshness (no row data)."""
-    frame = normalised.frame
-    share = None
-    if dataset in STATUS_SHARE and frame.height:
-        column, value = STATUS_SHARE[dataset]
-        share = frame.select((pl.col(column) == value).mean()).item()
-    watched = WATCHED_NULLS.get(dataset)
-    return {
-        "dataset": dataset,
-        "rows": normalised.rows_in,
-        "previous_rows": previous_rows,
-        "row_ratio": normalised.rows_in / previous_rows if previous_rows else None,
-        "quarantined_share": normalised.rows_quarantined / normalised.rows_in if normalised.rows_in else 0.0,
-        "watched_null_share": frame[watched].null_count() / frame.height if watched and frame.height else None,
-        "status_share": share,
-        "extract_age_minutes": (as_of - extracted_at).total_seconds() / 60,
-    }
+    profile = DatasetProfile(dataset)
+    profile.observe(normalised.frame, normalised.rows_in)
+    return profile.row(extracted_at=extracted_at, previous_rows=previous_rows, as_of=as_of)
 
 
 _LOCK = threading.Lock()
