@@ -4,8 +4,9 @@ Everything here is a pure function of the booking-basis snapshot, the catalogues
 record (what Clinic24 has accepted) and `as_of`. Decisions the rules leave open:
 
 - Scope (R14 plus R01/R03): status `planned`, no booked time, a monitoring date, a web-bookable
-  care service other than `Dold kontakt`, at a unit in Clinic24's unit list. A basis outside
-  that scope is not a ticket matter and gets no report row.
+  care service other than `Dold kontakt` (read as the booking scope reads it: first segment, any
+  case), at a unit in Clinic24's unit list. A basis outside that scope is not a ticket matter
+  and gets no report row.
 - "Today" is the local date of `as_of` in Europe/Stockholm. A ticket is due when
   `today >= monitoring_date - 30 days` (R15): 30 days or less ahead -> at once, 31 -> pending.
 - Rejected (reported, no ticket): no Clinic24 role (R05); a specialist-care unit, or a unit
@@ -42,11 +43,11 @@ from typing import Any
 
 import polars as pl
 
+from mvg_sync.rules.booking_scope import is_hidden_contact
 from mvg_sync.timeutil import STOCKHOLM
 
 TICKET_LEAD_DAYS = 30
 WEB_BOOKING_MARKER = "Bokning via webbtidbok"
-HIDDEN_CONTACT = "Dold kontakt"
 DIGITAL_SEGMENT = "distans video"
 DIGITAL_CONTACT_TYPE = "Distansbesök - video"
 PHYSICAL_CONTACT_TYPE = "Mottagningsbesök"
@@ -362,7 +363,7 @@ def plan_tickets(
                 & pl.col("booked_start_at").is_null()
                 & pl.col("monitoring_date").is_not_null()
                 & pl.col("is_web_bookable").fill_null(False)
-                & (pl.col("care_service") != HIDDEN_CONTACT)
+                & ~is_hidden_contact(pl.col("care_service"))
                 & pl.col("unit_hsa_id").is_in(units_in_clinic24)
             ).fill_null(False),
         )

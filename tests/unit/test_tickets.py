@@ -750,3 +750,44 @@ def test_r16_r19_whole_lifecycle_is_idempotent() -> None:
 def test_r16_duplicate_record_rows_are_refused() -> None:
     with pytest.raises(ValueError, match="ticket_record has duplicate basis ids"):
         plan(bases(basis()), local(2026, 6, 10, 8, 0), record(active("B1"), active("B1")))
+
+
+@pytest.mark.parametrize(
+    "hidden_service",
+    ["Dold kontakt|mottagning|läkare|allmänmedicin", " dold KONTAKT ", "DOLD KONTAKT|x"],
+)
+def test_r03_hidden_contact_as_first_segment_or_any_case_gets_no_ticket(
+    hidden_service: str,
+) -> None:
+    # Same reading of R03 as the booking scope: a web-bookable hidden contact stays hidden.
+    catalogue = pl.concat(
+        [
+            CARE_SERVICES,
+            pl.DataFrame(
+                {
+                    "care_service": [hidden_service],
+                    "is_web_bookable": [True],
+                    "clinic24_role": ["doctor"],
+                    "patient_may_rebook": [True],
+                    "patient_may_cancel": [True],
+                }
+            ),
+        ]
+    )
+    frame = bases(
+        basis("OK"),
+        basis("HIDDEN", care_service=hidden_service, contact_type="Mottagningsbesök"),
+    )
+    result = plan_tickets(
+        frame,
+        bookings(),
+        catalogue,
+        UNITS,
+        CLINIC24_UNITS,
+        record(),
+        as_of=local(2026, 6, 10, 8, 0),
+    )
+    assert kinds(result) == {"OK": "issue"}
+    assert result.pending.is_empty()
+    assert result.rejected.is_empty()
+    assert result.report["basis_id"].to_list() == ["OK"]
