@@ -77,6 +77,27 @@ class Clinic24ProtocolError(Clinic24Error):
     """Clinic24 answered something the API contract does not allow for this call."""
 
 
+class Clinic24BatchRefusedError(Clinic24ProtocolError):
+    """Clinic24 refused a whole batch with a status the batch contract does not have.
+
+    The contract gives a whole batch only 200, 401, 413, 429 or 5xx; anything else (403, 404,
+    400, a redirect) says the client is pointed or configured wrongly, not that any entry is bad.
+    Raising leaves every unsettled entry pending instead of dead-lettering it.
+    """
+
+    def __init__(self, http_status: int, code: str | None, request_id: str | None) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.request_id = request_id
+        # Only the status, the OperationOutcome code and our request id: Clinic24's diagnostics
+        # are free text and could echo what was sent.
+        super().__init__(
+            f"Clinic24 refused a whole batch (HTTP {http_status}, code {code or 'none'}, "
+            f"request id {request_id}); check CLINIC24_BASE_URL and the client's access. "
+            "The batch's entries stay pending"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class UpsertEntry:
     """One conditional upsert: `change_id` is the caller's (outbox) id, `key` the Cosmic id."""
@@ -215,7 +236,7 @@ class Clinic24Client:
     per request. A 401 `invalid_token` fetches a new token and retries at once. Writes are
     conditional upserts that Clinic24 makes idempotent, so resending a batch whose answer was
     lost is safe. `requests_per_second`/`burst` pace the client below the API's 20/s (burst 40);
-    `None` turns pacing off.
+    `None` turns pacing off. `transport` replaces the network (unit tests).
     """
 
     def __init__(
@@ -232,6 +253,7 @@ class Clinic24Client:
         burst: int = 20,
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be at least 1")
@@ -254,6 +276,7 @@ class Clinic24Client:
             follow_redirects=False,
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
             headers={"Accept": FHIR_JSON},
+            transport=transport,
         )
         origin = urlsplit(self.base_url)
         self._origin = (origin.scheme, origin.netloc)
@@ -548,7 +571,9 @@ class Clinic24Client:
 
         `on_batch_settled` is called in the caller's thread with each batch's outcomes as soon
         as that batch is settled, so the caller can persist them before the next ones arrive.
-        Per-entry problems never raise; a configuration error (Clinic24AuthError) does.
+        Per-entry problems never raise; a configuration error does (Clinic24AuthError, or
+        Clinic24BatchRefusedError for a whole batch refused with a status outside the contract),
+        leaving the entries of unsettled batches unreported so the caller keeps them pending.
         """
         batches = [list(entries[i : i + MAX_BATCH]) for i in range(0, len(entries), MAX_BATCH)]
         settled: list[list[EntryOutcome] | None] = [None] * len(batches)
@@ -618,18 +643,8 @@ class Clinic24Client:
                     if status == 429:
                         delay = self._on_429(response, attempt)
                 else:
-                    code, diagnostics, expression = _first_issue(_safe_json(response))
-                    for index in pending:
-                        outcomes[index] = EntryOutcome(
-                            batch[index].change_id,
-                            "rejected",
-                            status,
-                            None,
-                            code,
-                            diagnostics,
-                            expression,
-                        )
-                    pending = []
+                    code, _, _ = _first_issue(_safe_json(response))
+                    raise Clinic24BatchRefusedError(status, code, request_id)
             if not pending:
                 break
             if attempt < self._max_attempts:
