@@ -35,7 +35,11 @@ def purge(state_dir: Path, landing_dir: Path, *, older_than_days: int, now: date
       points to (a folder with no drop row is aged by its modification time).
 
     Unprocessed drops, open outbox entries (pending, held, dead) and the `drops` log itself
-    (extract ids, outcomes and counts only) are never touched.
+    (extract ids, outcomes and counts only) are never touched. Neither is anything of a drop
+    that `snapshot_pointer` still names, whatever its age (its drop folder, quarantine rows and
+    snapshot folder): planning reads the current snapshot's quarantine to tell a quarantined
+    booking from a vanished one (R08), and a drop stays current as long as no later drop
+    replaces its dataset.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -55,7 +59,9 @@ def purge(state_dir: Path, landing_dir: Path, *, older_than_days: int, now: date
         con.execute("BEGIN TRANSACTION")
         try:
             counts["quarantine_rows"] = con.execute(
-                "DELETE FROM quarantine WHERE quarantined_at < ?", [cutoff]
+                "DELETE FROM quarantine WHERE quarantined_at < ? "
+                "AND extract_id NOT IN (SELECT extract_id FROM snapshot_pointer)",
+                [cutoff],
             ).fetchone()[0]
             counts["outbox_entries"] = con.execute(_PURGE_OUTBOX, {"cutoff": cutoff}).fetchone()[0]
             con.execute("COMMIT")
@@ -67,7 +73,11 @@ def purge(state_dir: Path, landing_dir: Path, *, older_than_days: int, now: date
     finally:
         con.close()
 
-    old = {extract_id for extract_id, processed_at in processed.items() if processed_at < cutoff}
+    old = {
+        extract_id
+        for extract_id, processed_at in processed.items()
+        if processed_at < cutoff and extract_id not in current
+    }
     if landing_dir.is_dir():
         for folder in sorted(landing_dir.iterdir()):
             if folder.name in old and folder.is_dir() and not folder.is_symlink():

@@ -56,7 +56,7 @@ def world(tmp_path):
         (landing / name / "bokningar.csv").write_text("Personnummer\n191212121212\n")
     con = state.connect(state_dir)
     store.ensure_schema(con)
-    _drop(con, state_dir, "D0", 1, _days_ago(95), datasets=["bookings", "units"])
+    _drop(con, state_dir, "D0", 1, _days_ago(95), datasets=["bookings", "units"], quarantined=3)
     _drop(con, state_dir, "D1", 2, _days_ago(90), datasets=["bookings", "units"], quarantined=2)
     _drop(con, state_dir, "D2", 3, _days_ago(1), datasets=["bookings"], quarantined=1)
     _outbox(con, "e1", "Appointment", "K1", "done", "accepted", 80)
@@ -89,17 +89,18 @@ def test_purge_deletes_old_patient_data_and_keeps_what_the_sync_needs(world):
     state_dir, landing = world
     counts = purge(state_dir, landing, older_than_days=60, now=NOW)
 
-    assert counts == {"cutoff": _days_ago(60).isoformat(), "drop_folders": 2, "quarantine_rows": 2,
+    assert counts == {"cutoff": _days_ago(60).isoformat(), "drop_folders": 1, "quarantine_rows": 3,
                       "outbox_entries": 3, "snapshot_folders": 2}
-    assert sorted(p.name for p in landing.iterdir()) == ["D2", "D9-unprocessed"]
-    # units still points at D1, bookings at D2: both stay; D0 and the old orphan go
+    # units still points at D1, bookings at D2: both stay whole; D0 and the old orphan go
+    assert sorted(p.name for p in landing.iterdir()) == ["D1", "D2", "D9-unprocessed"]
     assert sorted(p.name for p in (state_dir / state.SNAPSHOTS).iterdir()) == ["D1", "D2", "crashed-new"]
     assert state.load_snapshot(state_dir, "units") is not None
     # e1 (older accepted), e3 (superseded), e7 (stale) go; the newest accepted per key, open entries stay
     assert _remaining_outbox(state_dir) == ["e2", "e4", "e5", "e6", "e8"]
     con = duckdb.connect(str(state_dir / state.STATE_FILE), read_only=True)
     try:
-        assert con.execute("SELECT extract_id, count(*) FROM quarantine GROUP BY 1").fetchall() == [("D2", 1)]
+        assert con.execute("SELECT extract_id, count(*) FROM quarantine GROUP BY 1 ORDER BY 1").fetchall() == [
+            ("D1", 2), ("D2", 1)]
         assert con.execute("SELECT count(*) FROM drops").fetchone()[0] == 3  # the drop log stays
     finally:
         con.close()
@@ -117,9 +118,34 @@ def test_longer_retention_keeps_everything_younger(world):
     state_dir, landing = world
     counts = purge(state_dir, landing, older_than_days=92, now=NOW)
     assert counts["drop_folders"] == 1  # only D0 (95 days)
-    assert counts["quarantine_rows"] == 0
+    assert counts["quarantine_rows"] == 3  # only D0's
     assert counts["outbox_entries"] == 0
     assert sorted(p.name for p in landing.iterdir()) == ["D1", "D2", "D9-unprocessed"]
+
+
+def test_r08_drop_a_snapshot_pointer_names_keeps_quarantine_folder_and_snapshot_at_any_age(tmp_path):
+    # No later drop replaced D5's bookings (D6 was rejected whole): planning still reads D5's
+    # quarantine to know its quarantined bookings are not vanished ones to cancel.
+    state_dir, landing = tmp_path / "state", tmp_path / "landing"
+    for name in ["D5", "D6"]:
+        (landing / name).mkdir(parents=True)
+        (landing / name / "bokningar.csv").write_text("Personnummer\n191212121212\n")
+    con = state.connect(state_dir)
+    store.ensure_schema(con)
+    _drop(con, state_dir, "D5", 5, _days_ago(300), datasets=["bookings"], quarantined=2)
+    _drop(con, state_dir, "D6", 6, _days_ago(200), outcome="rejected", quarantined=1)
+    con.close()
+
+    counts = purge(state_dir, landing, older_than_days=60, now=NOW)
+
+    assert (counts["drop_folders"], counts["quarantine_rows"], counts["snapshot_folders"]) == (1, 1, 0)
+    assert sorted(p.name for p in landing.iterdir()) == ["D5"]
+    assert sorted(p.name for p in (state_dir / state.SNAPSHOTS).iterdir()) == ["D5"]
+    con = duckdb.connect(str(state_dir / state.STATE_FILE), read_only=True)
+    try:
+        assert con.execute("SELECT extract_id, count(*) FROM quarantine GROUP BY 1").fetchall() == [("D5", 2)]
+    finally:
+        con.close()
 
 
 def test_no_state_store_yet_purges_nothing(tmp_path):
