@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         landing = landing_for(size)
         mb = sum(p.stat().st_size for p in landing.glob("*/*.csv")) / 1e6
         # one size per subprocess so RUSAGE_CHILDREN is that size's peak
+        load_before = _loadavg()
         figures = measure(landing) if size == 0 else _isolated(size)
         wall_target, mem_target = TARGETS.get(size, (None, None))
         verdict = []
@@ -85,12 +86,21 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"ingest {size:>11,} bookings ({mb:,.0f} MB CSV): wall {figures['wall_s']:.2f} s "
             f"(imports {figures['import_s']:.2f} s, ingest {figures['ingest_s']:.2f} s), "
-            f"peak RSS {figures['peak_gb']:.2f} GB  {'; '.join(verdict)}"
+            f"peak RSS {figures['peak_gb']:.2f} GB  {'; '.join(verdict)}  "
+            f"(load average {load_before} before, {_loadavg()} after; 2 cores shared)"
         )
         for row in figures["rows"]:
             print(f"    {row['outcome']:<9} {row['file'] or '-':<22} in {row['rows_in']}  ok {row['accepted']}  "
                   f"quarantined {row['quarantined']}  {row['drop_reason'] or ''}")
     return 0 if ok else 1
+
+
+def _loadavg() -> str:
+    """1-minute load average: the machine is shared, figures mean little without it."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def _isolated(size: int) -> dict[str, object]:

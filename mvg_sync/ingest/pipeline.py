@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import threading
@@ -387,16 +388,16 @@ def _write_snapshot(
             for index, raw in enumerate(_prefetched(batches)):
                 if written.first is None:
                     written.first = raw.head(0)
-                written.keys.append(raw.select(keys))
+                written.keys.append(_compact(raw.select(keys)))
                 result = normalise_rows(raw, layout, reference_date, row_offset=written.profile.rows_in)
                 written.profile.observe(result.frame, raw.height)
                 if result.quarantine.height:
-                    written.quarantines.append(result.quarantine)
+                    written.quarantines.append(_compact(result.quarantine))
                 if written.held is not None:
                     written.held.append(result.frame)
                     if written.profile.accepted > FULL_CHECK_MAX_ROWS:
                         written.held = None
-                written.samples.append(result.frame.sample(fraction=fraction, seed=index))
+                written.samples.append(_compact(result.frame.sample(fraction=fraction, seed=index)))
                 del raw
                 yield result.frame
         except BaseException as exc:  # re-raised below: Polars would wrap it in its own error
@@ -412,6 +413,15 @@ def _write_snapshot(
     if failure:
         raise failure[0]
     return written
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy that owns its strings: a slice or sample of a Polars string column keeps the
+    whole batch's string buffers alive (measured: 5 GB held over a national bookings file)."""
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer, compression="uncompressed")
+    buffer.seek(0)
+    return pl.read_ipc(buffer)
 
 
 def _prefetched(batches: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
