@@ -7,14 +7,20 @@ from pathlib import Path
 
 import duckdb
 
+from mvg_sync.ingest.manifest import MANIFEST
 from mvg_sync.state import STATE_FILE
 
 
-def describe_state(state_dir: Path, *, last_drops: int = 20) -> str:
-    """Drops with outcome, quarantine counts by file/rule/reason, sequence gaps, snapshot pointers."""
+def describe_state(state_dir: Path, landing_dir: Path | None = None, *, last_drops: int = 20) -> str:
+    """Drops with outcome, quarantine counts by file/rule/reason, sequence gaps, snapshot pointers.
+
+    With `landing_dir`, also the drops not processed yet: `pending` (manifest written, no row in
+    `drops`) and `being written` (no manifest yet), oldest first, at most `last_drops` named.
+    """
     db = state_dir / STATE_FILE
     if not db.exists():
-        return "ingestion: no drops processed yet"
+        landing = _describe_landing(landing_dir, set(), last_drops)
+        return "\n".join(["ingestion: no drops processed yet", *landing])
     con = duckdb.connect(str(db), read_only=True)
     try:
         drops = con.execute(
@@ -33,9 +39,15 @@ def describe_state(state_dir: Path, *, last_drops: int = 20) -> str:
         pointers = con.execute(
             "SELECT dataset, extract_id, accepted_at FROM snapshot_pointer ORDER BY dataset"
         ).fetchall()
+        known = (
+            {str(r[0]) for r in con.execute("SELECT extract_id FROM drops").fetchall()}
+            if landing_dir is not None
+            else set()
+        )
     finally:
         con.close()
-    lines = ["Drops: " + (", ".join(f"{o} {n}" for o, n in totals) or "none")]
+    lines = _describe_landing(landing_dir, known, last_drops)
+    lines.append("Drops: " + (", ".join(f"{o} {n}" for o, n in totals) or "none"))
     for extract_id, sequence, outcome, reason, counts in drops:
         parsed = json.loads(counts or "{}")
         files = parsed.get("files", {})
@@ -55,3 +67,26 @@ def describe_state(state_dir: Path, *, last_drops: int = 20) -> str:
     lines.append("Snapshots:" if pointers else "Snapshots: none accepted yet")
     lines += [f"  {d}: {e}" for d, e, _ in pointers]
     return "\n".join(lines)
+
+
+def _describe_landing(landing_dir: Path | None, known: set[str], limit: int) -> list[str]:
+    """Landing folders with no row in `drops`: complete ones wait for ingestion, others are
+    still being written by Cosmic (the manifest comes last)."""
+    if landing_dir is None:
+        return []
+    if not landing_dir.is_dir():
+        return [f"Landing: folder {landing_dir} missing"]
+    waiting = sorted(
+        (p.name, (p / MANIFEST).is_file())
+        for p in landing_dir.iterdir()
+        if p.is_dir() and p.name not in known
+    )
+    pending = sum(1 for _, complete in waiting if complete)
+    lines = [f"Landing: {pending} pending, {len(waiting) - pending} being written"]
+    lines += [
+        f"  {name}: " + ("pending" if complete else "being written (no manifest yet)")
+        for name, complete in waiting[:limit]
+    ]
+    if len(waiting) > limit:
+        lines.append(f"  ... and {len(waiting) - limit} more")
+    return lines
