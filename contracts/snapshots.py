@@ -8,7 +8,10 @@ from pandera.api.polars.types import PolarsData
 from pandera.engines.polars_engine import DateTime
 
 UTC = {"time_unit": "us", "time_zone": "UTC"}
-PATIENT_ID = r"^(19|20)\d{10}$"
+# What R13 (mvg_sync.rules.patient_id) can emit: any century (a 10-digit form reaches 199 years
+# back, a 12-digit one keeps the century it was written with), a real month, a day 01-31 or,
+# for a samordningsnummer, 61-91. Date validity and the check digit are the normaliser's.
+PATIENT_ID = r"^[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01]|6[1-9]|[78][0-9]|9[01])[0-9]{4}$"
 HSA_ID = r"^SE\d{10}-[0-9A-Za-z]{1,20}$"
 PATIENT_ID_KINDS = ["personnummer", "samordningsnummer"]
 VISIT_TYPES = ["Nybesök", "Återbesök"]

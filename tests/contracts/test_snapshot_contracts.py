@@ -6,11 +6,14 @@ from datetime import date
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from contracts.snapshots import SNAPSHOT_MODELS, SnapshotContractError, validate_snapshot
 from mvg_sync.ingest import testing as t
 from mvg_sync.ingest.columns import LAYOUT_BY_DATASET
 from mvg_sync.ingest.normalise import normalise
+from mvg_sync.rules.patient_id import normalise_one
 
 
 def snapshot(dataset: str) -> pl.DataFrame:
@@ -82,3 +85,66 @@ def test_slot_grain_is_slot_and_care_service():
 def test_strict_extra_column_fails():
     with pytest.raises(SnapshotContractError, match="column_in_schema"):
         validate_snapshot("bookings", snapshot("bookings").with_columns(pl.lit(1).alias("patient_age")))
+
+
+REFERENCE_DATE = date(2026, 11, 26)
+PATIENT_DATASETS = ("bookings", "booking_bases", "events")
+
+
+def _luhn_digit(nine: str) -> str:
+    total = 0
+    for i, ch in enumerate(nine):
+        digit = int(ch) * (2 if i % 2 == 0 else 1)
+        total += digit - 9 if digit > 9 else digit
+    return str((10 - total % 10) % 10)
+
+
+def _with_patient(dataset: str, patient_id: str, kind: str) -> pl.DataFrame:
+    return snapshot(dataset).with_columns(
+        pl.lit(patient_id).alias("patient_id"), pl.lit(kind).alias("patient_id_kind")
+    )
+
+
+@pytest.mark.parametrize("dataset", PATIENT_DATASETS)
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("581124+3269", ("185811243269", "personnummer")),  # born 1858: `+` means 100+ years
+        ("581184+3266", ("185811843266", "samordningsnummer")),
+        ("17581124-3269", ("175811243269", "personnummer")),  # 12-digit form keeps its century
+    ],
+)
+def test_r13_contract_accepts_what_the_normaliser_emits_for_old_centuries(dataset, raw, expected):
+    patient_id, kind, error = normalise_one(raw, REFERENCE_DATE)
+    assert (patient_id, kind, error) == (*expected, None)
+    validate_snapshot(dataset, _with_patient(dataset, patient_id, kind))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    born=st.dates(min_value=date(1700, 1, 1), max_value=REFERENCE_DATE),
+    serial=st.integers(min_value=0, max_value=999),
+    coordination=st.booleans(),
+    twelve_digits=st.booleans(),
+)
+def test_r13_every_id_the_normaliser_accepts_passes_the_contract(born, serial, coordination, twelve_digits):
+    day = born.day + (60 if coordination else 0)
+    nine = f"{born:%y%m}{day:02d}{serial:03d}"
+    ten = nine + _luhn_digit(nine)
+    if twelve_digits:
+        raw = f"{born.year // 100:02d}{ten[:6]}-{ten[6:]}"
+    else:
+        age = REFERENCE_DATE.year - born.year - ((REFERENCE_DATE.month, REFERENCE_DATE.day) < (born.month, born.day))
+        raw = f"{ten[:6]}{'+' if age >= 100 else '-'}{ten[6:]}"
+    patient_id, kind, error = normalise_one(raw, REFERENCE_DATE)
+    assume(error is None)  # a 10-digit form names at most 199 years back
+    validate_snapshot("bookings", _with_patient("bookings", patient_id, kind))
+
+
+@pytest.mark.parametrize(
+    "patient_id",
+    ["5811243269", "18581324-326", "185813243269", "185811003269", "185811323269", "18581124326X"],
+)
+def test_r13_contract_still_refuses_what_the_normaliser_never_emits(patient_id):
+    with pytest.raises(SnapshotContractError, match="patient_id"):
+        validate_snapshot("bookings", _with_patient("bookings", patient_id, "personnummer"))
