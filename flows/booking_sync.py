@@ -17,6 +17,7 @@ from mvg_sync.timeutil import resolve_as_of, utc_now
 from tasks.ingest import ingest_drops
 from tasks.sync import (
     check_child_guardians,
+    confirm_in_doubt_writes,
     draft_booking_plan,
     draft_ticket_plan,
     fetch_clinic24_units,
@@ -45,6 +46,7 @@ def booking_sync(as_of: str | None = None) -> dict:
     `as_of` (ISO date-time with offset) is "now" for due dates and ages; default: the wall
     clock. Returns a patient-free summary; a drop held for approval ends the run Failed with
     a message saying which drop and how to release it (exit status 3 on the command line).
+    A cycle that finds another one running (a lock in the state folder) does nothing.
     """
     install_pii_filter()
     settings = load_settings()
@@ -52,10 +54,17 @@ def booking_sync(as_of: str | None = None) -> dict:
     started = utc_now()
     run_id = uuid.uuid4().hex[:12]
     summary: dict = {"run_id": run_id, "as_of": now, "outcome": "done", "steps": {}}
+    with cycle.exclusive_run(settings.state_dir) as alone:
+        if not alone:
+            summary["outcome"] = "skipped: another sync is running"
+            return summary
+        return _cycle(settings, now, run_id, started, summary)
 
+
+def _cycle(settings, now, run_id: str, started, summary: dict):
     summary["steps"]["ingest"] = health.ingest_summary(ingest_drops(settings.landing_dir, settings.state_dir, as_of=now))
     units = fetch_clinic24_units(settings)
-    bookings = draft_booking_plan(settings.state_dir, units, now)
+    bookings, tickets = _plan(settings, units, now)
     if bookings is None:
         summary["outcome"] = "nothing to do"
         publish_run_summary(settings.state_dir, run_id, summary, started)
@@ -63,28 +72,38 @@ def booking_sync(as_of: str | None = None) -> dict:
     summary["extract_id"] = bookings.snapshot.extract_id
     name_flow_run(bookings.snapshot.extract_id)
 
-    bookings = check_child_guardians(bookings, settings)
-    guard = mass_cancellation_guard(bookings, settings)
+    guard = mass_cancellation_guard(bookings, tickets, settings)
     summary["steps"]["guard"] = {"cancels": guard.cancels, "live": guard.live, "held": int(guard.held)}
-    if guard.held and not (guard.newly_held and _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id)):
-        summary["outcome"] = "held"
-        publish_run_summary(settings.state_dir, run_id, summary, started)
-        return Failed(
-            message=(
-                f"Drop {bookings.snapshot.extract_id} held for approval: {guard.reason}. "
-                f"Release it with `mvg-sync approve {bookings.snapshot.extract_id}`."
-            ),
-            data=summary,
-        )
+    if guard.held:
+        if not (guard.newly_held and _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id)):
+            summary["outcome"] = "held"
+            publish_run_summary(settings.state_dir, run_id, summary, started)
+            return Failed(
+                message=(
+                    f"Drop {bookings.snapshot.extract_id} held for approval: {guard.reason}. "
+                    f"Release it with `mvg-sync approve {bookings.snapshot.extract_id}`."
+                ),
+                data=summary,
+            )
+        bookings, tickets = _plan(settings, units, now)  # the pause may have lasted hours
 
-    tickets = draft_ticket_plan(settings.state_dir, units, now)
     summary["steps"]["plan"] = write_outbox(settings.state_dir, run_id, bookings, tickets, bookings.snapshot)
-    summary["steps"]["plan"]["holds"] = {"bookings": bookings.holds.height,
-                                         "tickets": tickets.holds.height if tickets else 0}
     summary["steps"]["push"] = push_outbox(settings)
-    summary["steps"]["retention"] = purge_expired(settings, now)
+    summary["steps"]["retention"] = purge_expired(settings)
     summary.update(publish_run_summary(settings.state_dir, run_id, summary, started))
     return summary
+
+
+def _plan(settings, units: list[str], now):
+    """Draft both plans; read back unconfirmed writes they would drop, and re-draft if found."""
+    bookings = draft_booking_plan(settings.state_dir, units, now)
+    if bookings is None:
+        return None, None
+    tickets = draft_ticket_plan(settings.state_dir, units, now)
+    if confirm_in_doubt_writes(settings, bookings, tickets):
+        bookings = draft_booking_plan(settings.state_dir, units, now)
+        tickets = draft_ticket_plan(settings.state_dir, units, now)
+    return check_child_guardians(bookings, settings), tickets
 
 
 def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:

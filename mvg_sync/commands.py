@@ -58,7 +58,7 @@ def status(args: argparse.Namespace) -> int:
     from mvg_sync.sync import cycle, health
 
     settings = load_settings()
-    print(describe_state(settings.state_dir))
+    print(describe_state(settings.state_dir, settings.landing_dir))
     con = cycle.open_state(settings.state_dir)
     try:
         print(health.open_items_markdown(health.open_items(con)))

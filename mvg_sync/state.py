@@ -172,6 +172,12 @@ def snapshot_pointers(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, st
     return {str(d): (str(e), str(p)) for d, e, p in rows}
 
 
+def pointer_extract_id(con: duckdb.DuckDBPyConnection, dataset: str) -> str | None:
+    """The drop whose snapshot of `dataset` is current (optional files keep the last one seen)."""
+    row = con.execute("SELECT extract_id FROM snapshot_pointer WHERE dataset = ?", [dataset]).fetchall()
+    return row[0][0] if row else None
+
+
 def quarantined_keys(con: duckdb.DuckDBPyConnection, extract_id: str, file: str) -> list[str]:
     """Ids of the rows of one file that a drop quarantined: they exist in Cosmic but are unusable."""
     return [

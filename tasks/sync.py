@@ -71,11 +71,28 @@ def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycl
     return cycle.apply_guardians(draft, answers)
 
 
+@task(name="confirm-in-doubt-writes", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+def confirm_in_doubt_writes(
+    settings: Settings, bookings: cycle.BookingDraft, tickets: cycle.TicketDraft | None
+) -> int:
+    """Read back unconfirmed writes the plan would drop; the count says whether to re-plan."""
+    drafts = {cycle.APPOINTMENT: bookings.changes}
+    if tickets is not None:
+        drafts[cycle.SERVICE_REQUEST] = tickets.changes
+    with _client(settings) as client:
+        found = cycle.resolve_in_doubt(settings.state_dir, drafts, client, now=utc_now())
+    if found:
+        get_run_logger().warning("%d unconfirmed writes found in Clinic24; re-planning", found)
+    return found
+
+
 @task(name="mass-cancellation-guard", cache_policy=NO_CACHE)
-def mass_cancellation_guard(draft: cycle.BookingDraft, settings: Settings) -> cycle.GuardOutcome:
-    """Hold a drop that would cancel more than MVG_MAX_CANCEL_SHARE of live bookings."""
+def mass_cancellation_guard(
+    draft: cycle.BookingDraft, tickets: cycle.TicketDraft | None, settings: Settings
+) -> cycle.GuardOutcome:
+    """Hold a drop that would cancel (or revoke) more than MVG_MAX_CANCEL_SHARE of what is live."""
     return cycle.apply_guard(
-        settings.state_dir, draft, max_share=settings.max_cancel_share,
+        settings.state_dir, draft, tickets, max_share=settings.max_cancel_share,
         floor=settings.cancel_guard_floor, now=utc_now(),
     )
 
@@ -112,9 +129,13 @@ def push_outbox(settings: Settings) -> dict:
 
 
 @task(name="purge-expired", cache_policy=NO_CACHE)
-def purge_expired(settings: Settings, now: datetime) -> dict:
-    """Retention: processed drops, quarantine rows and old outbox entries past MVG_RETENTION_DAYS."""
-    counts = purge(settings.state_dir, settings.landing_dir, older_than_days=settings.retention_days, now=now)
+def purge_expired(settings: Settings) -> dict:
+    """Retention: processed drops, quarantine rows and old outbox entries past MVG_RETENTION_DAYS.
+
+    Measured against the wall clock, not `as_of`: a run with a future `--as-of` must not
+    purge what a real day's data still needs.
+    """
+    counts = purge(settings.state_dir, settings.landing_dir, older_than_days=settings.retention_days, now=utc_now())
     return {k: v for k, v in counts.items() if k != "cutoff"}
 
 

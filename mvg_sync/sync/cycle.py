@@ -7,10 +7,13 @@ the Clinic24 client as an argument only where it talks to Clinic24.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import re
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -19,10 +22,11 @@ import duckdb
 import polars as pl
 
 from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
-from mvg_sync.clinic24.payloads import build_appointment, build_service_request
+from mvg_sync.clinic24.payloads import PayloadError, build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
-from mvg_sync.state import connect, load_snapshot, quarantined_keys
+from mvg_sync.state import connect, load_snapshot, pointer_extract_id, quarantined_keys
 from mvg_sync.sync import crashpoints, store
+from mvg_sync.timeutil import STOCKHOLM
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +100,21 @@ def draft_booking_plan(
             return None
         record = store.load_record(con, APPOINTMENT).rename({"key": "booking_id"})
         quarantined = quarantined_keys(con, snapshot.extract_id, "bokningar.csv")
+        catalogue_drop = pointer_extract_id(con, "care_services")
+        bad_services = quarantined_keys(con, catalogue_drop, "vardtjanster.csv") if catalogue_drop else []
     finally:
         con.close()
-    bookings = load_snapshot(state_dir, "bookings")
+    all_bookings = load_snapshot(state_dir, "bookings")
     care_services = load_snapshot(state_dir, "care_services")
+    # A care service whose catalogue row was quarantined is unknown, not out of scope: its
+    # bookings are held as they are (R02/R09 would otherwise cancel them all).
+    on_bad_service = all_bookings.filter(pl.col("care_service").is_in(bad_services))
+    bookings = all_bookings.filter(~pl.col("care_service").is_in(bad_services))
     scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units)
     departed = set(record.get_column("unit_hsa_id").unique().drop_nulls()) - set(clinic24_units)
     # A quarantined booking still exists in Cosmic: it is live (never cancelled as vanished)
     # but sends nothing until a drop delivers it clean.
-    live_ids = pl.concat([bookings.get_column("booking_id"), pl.Series("booking_id", quarantined, pl.Utf8)])
+    live_ids = pl.concat([all_bookings.get_column("booking_id"), pl.Series("booking_id", quarantined, pl.Utf8)])
     plan = booking_plan.plan_booking_changes(
         scope.desired,
         live_ids,
@@ -115,10 +125,16 @@ def draft_booking_plan(
         out_of_scope=scope.out_of_scope,
     )
     candidates = booking_plan.children_needing_guardian(plan.changes)
+    catalogue_holds = on_bad_service.select(
+        pl.col("booking_id").alias("key"), "unit_hsa_id",
+        pl.lit("R02").alias("rule"), pl.lit("care service quarantined in the catalogue").alias("reason"),
+    )
     return BookingDraft(
         snapshot=snapshot,
         changes=plan.changes,
-        holds=_holds(scope.held, "booking_id"),
+        holds=pl.concat(
+            [_with_units(_holds(scope.held, "booking_id"), all_bookings), catalogue_holds], how="vertical_relaxed"
+        ),
         unit_left=plan.unit_left,
         guardian_candidates=candidates.select("patient_id", "patient_id_kind").unique(),
         counts={
@@ -141,9 +157,20 @@ def check_guardians(draft: BookingDraft, client: Clinic24Client) -> pl.DataFrame
 def apply_guardians(draft: BookingDraft, has_guardian: pl.DataFrame) -> BookingDraft:
     """R12: children's digital visits without a guardian are held, the rest go on."""
     changes, held = booking_plan.apply_guardian_check(draft.changes, has_guardian)
+    held = _with_units(_holds(held, "booking_id"), draft.changes)
     draft.changes = changes
-    draft.holds = pl.concat([draft.holds, _holds(held, "booking_id")], how="vertical_relaxed")
+    draft.holds = pl.concat([draft.holds, held], how="vertical_relaxed")
     return draft
+
+
+def _with_units(holds: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """Holds listed per unit (R12: "listed for the unit"), the unit taken from the booking row."""
+    units = rows.select(pl.col("booking_id").alias("key"), pl.col("unit_hsa_id").alias("_unit")).unique("key")
+    return (
+        holds.join(units, on="key", how="left")
+        .with_columns(pl.coalesce("unit_hsa_id", "_unit").alias("unit_hsa_id"))
+        .drop("_unit")
+    )
 
 
 @dataclass(frozen=True)
@@ -159,25 +186,42 @@ class GuardOutcome:
 
 
 def apply_guard(
-    state_dir: Path, draft: BookingDraft, *, max_share: float, floor: int, now: datetime
+    state_dir: Path,
+    draft: BookingDraft,
+    ticket_draft: TicketDraft | None,
+    *,
+    max_share: float,
+    floor: int,
+    now: datetime,
 ) -> GuardOutcome:
-    """Hold a drop that would cancel too much until `mvg-sync approve <extract_id>`."""
+    """Hold a drop that would cancel too much until `mvg-sync approve <extract_id>`.
+
+    The same share and floor apply to booking cancellations (of live bookings from the
+    window's first day on) and to ticket revocations (of active tickets): a truncated
+    `bokningsunderlag.csv` would otherwise withdraw tickets that R16 never re-issues.
+    """
+    window_start = datetime.combine(draft.snapshot.window_from, datetime.min.time(), tzinfo=STOCKHOLM)
     con = open_state(state_dir)
     try:
-        live = store.live_synced_count(con)
-        decision = booking_plan.guard_mass_cancellation(
-            draft.changes, live, max_share=max_share, floor=floor
-        )
+        live = store.live_synced_count(con, since=window_start)
+        decision = booking_plan.guard_mass_cancellation(draft.changes, live, max_share=max_share, floor=floor)
+        hold, cancels, reason = decision.hold, decision.cancels, decision.reason
+        if ticket_draft is not None:
+            active = store.active_ticket_count(con)
+            revokes = ticket_draft.changes.filter(pl.col("change_kind") == "revoke").height
+            if revokes > max_share * active and revokes > floor:
+                hold, cancels = True, cancels + revokes
+                reason = f"{reason}; {revokes} ticket revocations exceed {max_share:.1%} of {active} active tickets"
         extract_id = draft.snapshot.extract_id
         store.supersede_other_approvals(con, extract_id)
-        if not decision.hold:
-            return GuardOutcome(False, False, False, decision.cancels, live, decision.reason)
+        if not hold:
+            return GuardOutcome(False, False, False, cancels, live, reason)
         status = store.approval_status(con, extract_id)
         if status == "approved":
-            return GuardOutcome(False, True, False, decision.cancels, live, decision.reason)
-        store.hold_for_approval(con, extract_id, cancels=decision.cancels, live=live, reason=decision.reason, now=now)
-        log.warning("Drop %s held for approval: %s", extract_id, decision.reason)
-        return GuardOutcome(True, False, status is None, decision.cancels, live, decision.reason)
+            return GuardOutcome(False, True, False, cancels, live, reason)
+        store.hold_for_approval(con, extract_id, cancels=cancels, live=live, reason=reason, now=now)
+        log.warning("Drop %s held for approval: %s", extract_id, reason)
+        return GuardOutcome(True, False, status is None, cancels, live, reason)
     finally:
         con.close()
 
@@ -245,10 +289,13 @@ def _last_accepted_payloads(con: duckdb.DuckDBPyConnection, resource_type: str, 
     if not keys:
         return {}
     rows = con.execute(
-        "SELECT key, payload FROM outbox WHERE resource_type = ? AND status = 'done' "
-        "AND last_outcome = 'accepted' AND key IN (SELECT unnest(?)) "
-        "QUALIFY row_number() OVER (PARTITION BY key ORDER BY settled_at DESC) = 1",
-        [resource_type, keys],
+        "SELECT key, payload FROM ("
+        "  SELECT key, payload, settled_at AS seen_at FROM outbox WHERE resource_type = ? AND status = 'done' "
+        "  AND last_outcome = 'accepted' AND key IN (SELECT unnest(?))"
+        "  UNION ALL SELECT key, payload, observed_at FROM clinic24_observed WHERE resource_type = ? "
+        "  AND key IN (SELECT unnest(?))) "
+        "QUALIFY row_number() OVER (PARTITION BY key ORDER BY seen_at DESC) = 1",
+        [resource_type, keys, resource_type, keys],
     ).fetchall()
     return {key: json.loads(payload) for key, payload in rows}
 
@@ -296,8 +343,14 @@ def _outbox_rows(
     key: str,
     builder: Callable[..., dict],
     snapshot: SnapshotRef,
+    failed: list[dict],
 ) -> pl.DataFrame:
-    """Changes with their exact FHIR payloads, ready for the outbox."""
+    """Changes with their exact FHIR payloads, ready for the outbox.
+
+    A change whose payload cannot be built (e.g. an ending change for a booking Clinic24 was
+    never seen to accept) is left out and appended to `failed` as a hold with its reason:
+    one bad row never stops the plan for everyone else.
+    """
     ending = changes.filter(pl.col("change_kind").is_in(ENDING_KINDS))
     accepted = _last_accepted_payloads(con, resource_type, ending.get_column(key).to_list())
     # R16: a ticket change planned again while still open (its answer lost in a crash or a 5xx)
@@ -305,16 +358,25 @@ def _outbox_rows(
     still_open = (
         _open_ticket_changes(con, changes.get_column(key).to_list()) if resource_type == SERVICE_REQUEST else {}
     )
-    payloads, hashes = [], changes.get_column("content_hash").to_list()
+    payloads, hashes, buildable = [], changes.get_column("content_hash").to_list(), []
     for n, row in enumerate(changes.iter_rows(named=True)):
-        if row["change_kind"] in ENDING_KINDS and row[key] in accepted:
-            resource = _ended(accepted[row[key]], row, snapshot.sequence)
-        else:
-            resource = builder(row, source_sequence=snapshot.sequence)
+        try:
+            if row["change_kind"] in ENDING_KINDS and row[key] in accepted:
+                resource = _ended(accepted[row[key]], row, snapshot.sequence)
+            else:
+                resource = builder(row, source_sequence=snapshot.sequence)
+        except PayloadError as exc:
+            failed.append({"key": row[key], "unit_hsa_id": row.get("unit_hsa_id"), "rule": "payload",
+                           "reason": str(exc)})
+            buildable.append(False)
+            continue
+        buildable.append(True)
         kind, first_hash, first = still_open.get(row[key], (None, None, None))
         if kind == row["change_kind"] and _timeless(first) == _timeless(resource):
             hashes[n] = first_hash
         payloads.append(json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
+    changes = changes.filter(pl.Series(buildable, dtype=pl.Boolean))
+    hashes = [h for h, ok in zip(hashes, buildable, strict=True) if ok]
     start = pl.col("start_at") if "start_at" in changes.columns else pl.lit(None, pl.Datetime("us", "UTC"))
     return changes.select(
         pl.col(key).alias("key"),
@@ -343,25 +405,28 @@ def commit_plan(
     con = open_state(state_dir)
     try:
         by_type: dict[str, pl.DataFrame] = {}
+        failed: dict[str, list[dict]] = {APPOINTMENT: [], SERVICE_REQUEST: []}
         if bookings is not None:
             by_type[APPOINTMENT] = _outbox_rows(
                 con, bookings.changes, resource_type=APPOINTMENT, key="booking_id",
-                builder=build_appointment, snapshot=snapshot,
+                builder=build_appointment, snapshot=snapshot, failed=failed[APPOINTMENT],
             )
         if ticket_draft is not None:
             by_type[SERVICE_REQUEST] = _outbox_rows(
                 con, ticket_draft.changes, resource_type=SERVICE_REQUEST, key="basis_id",
-                builder=build_service_request, snapshot=snapshot,
+                builder=build_service_request, snapshot=snapshot, failed=failed[SERVICE_REQUEST],
             )
         written = store.write_plan(con, by_type, plan_id=run_id, now=now)
         crashpoints.reached("after-plan")
         if bookings is not None:
-            store.replace_holds(con, bookings.holds, resource_type=APPOINTMENT, now=now)
+            holds = pl.concat([bookings.holds, pl.DataFrame(failed[APPOINTMENT], schema=HOLD_COLUMNS)])
+            store.replace_holds(con, holds, resource_type=APPOINTMENT, now=now)
             store.replace_unit_departures(
                 con, bookings.unit_left.select(pl.col("booking_id").alias("key"), "unit_hsa_id"), now=now
             )
         if ticket_draft is not None:
-            store.replace_holds(con, ticket_draft.holds, resource_type=SERVICE_REQUEST, now=now)
+            holds = pl.concat([ticket_draft.holds, pl.DataFrame(failed[SERVICE_REQUEST], schema=HOLD_COLUMNS)])
+            store.replace_holds(con, holds, resource_type=SERVICE_REQUEST, now=now)
     finally:
         con.close()
     counts = {rt: vars(w) for rt, w in written.items()}
@@ -372,8 +437,17 @@ def commit_plan(
     return counts
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,80}")
+
+
 def classify(outcome: EntryOutcome) -> tuple[str, str | None]:
-    """How a Clinic24 answer settles an outbox entry: (new status, reason)."""
+    """How a Clinic24 answer settles an outbox entry: (new status, reason).
+
+    409 stale means Clinic24 already holds a newer state of the resource: the entry is done
+    (and recorded, so it is not re-planned every run), with the note. A dead letter's reason
+    keeps Clinic24's diagnostics only when it is a code-like token: free text from another
+    system may name the patient, and reasons reach `status`, artifacts and reports.
+    """
     if outcome.outcome == "accepted":
         return "done", None
     if outcome.outcome == "stale":
@@ -381,8 +455,57 @@ def classify(outcome: EntryOutcome) -> tuple[str, str | None]:
     if outcome.outcome == "rejected":
         if outcome.diagnostics == GUARDIAN_DIAGNOSTICS:
             return "held", "R12 needs-primary-guardian"
-        return "dead", f"{outcome.http_status} {outcome.code or ''}: {outcome.diagnostics or ''}".strip()
+        diagnostics = outcome.diagnostics or ""
+        shown = diagnostics if _TOKEN.fullmatch(diagnostics) else "(diagnostics withheld)" if diagnostics else ""
+        return "dead", f"{outcome.http_status} {outcome.code or ''}: {shown}".strip(" :")
     return "pending", f"transient: {outcome.http_status or 'no answer'}"
+
+
+def resolve_in_doubt(
+    state_dir: Path,
+    drafts: dict[str, pl.DataFrame],
+    client: Clinic24Client,
+    *,
+    now: datetime,
+) -> int:
+    """Read back pending writes the new plan would drop, and record what Clinic24 holds.
+
+    `drafts` maps a resource type to its draft changes. Returns how many resources were
+    found in Clinic24 (the caller re-plans when it is more than zero): a create whose answer
+    was lost and whose booking Cosmic then cancelled is cancelled, not forgotten.
+    """
+    keys_of = {APPOINTMENT: "booking_id", SERVICE_REQUEST: "basis_id"}
+    read = {APPOINTMENT: client.get_appointment, SERVICE_REQUEST: client.get_service_request}
+    con = open_state(state_dir)
+    found = 0
+    try:
+        for resource_type, changes in drafts.items():
+            planned = changes.get_column(keys_of[resource_type]).to_list()
+            for entry in store.in_doubt_entries(con, resource_type, planned):
+                held = read[resource_type](entry["key"])
+                if held is None:
+                    continue
+                body = {k: v for k, v in held.items() if k not in ("id", "meta")}
+                store.observe(
+                    con, resource_type, entry["key"], body,
+                    status=body["status"], start_at=_instant(body.get("start")), unit=_location(body),
+                    content_hash=entry["content_hash"] if body == entry["payload"] else None,
+                    version=(held.get("meta") or {}).get("versionId"), now=now,
+                )
+                found += 1
+    finally:
+        con.close()
+    return found
+
+
+def _instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _location(resource: dict) -> str | None:
+    """The unit HSA-id of an Appointment's Location participant or a ticket's performer."""
+    actors = [p.get("actor", {}) for p in resource.get("participant", [])] + resource.get("performer", [])
+    return next((a["identifier"]["value"] for a in actors if a.get("type") == "Location"), None)
 
 
 def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[], datetime]) -> dict:
@@ -430,3 +553,23 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
         return {"sent": len(entries), **tally, **by_type}
     finally:
         con.close()
+
+
+@contextmanager
+def exclusive_run(state_dir: Path) -> Iterator[bool]:
+    """Hold the state folder's sync lock for one cycle; yields False when another run has it.
+
+    Prefect's deployment limit keeps scheduled runs apart, but not a command-line `sync` or a
+    run that resumes from a pause; an OS file lock covers every case and dies with its process.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / "sync.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

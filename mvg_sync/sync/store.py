@@ -56,6 +56,13 @@ CREATE TABLE IF NOT EXISTS clinic24_record (
     accepted_at     TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (resource_type, key)
 );
+CREATE TABLE IF NOT EXISTS clinic24_observed (
+    resource_type VARCHAR NOT NULL,            -- what Clinic24 was seen to hold when read back
+    key           VARCHAR NOT NULL,            -- (in-doubt writes, reconciliation): the payload an
+    payload       VARCHAR NOT NULL,            -- ending change starts from when no accepted
+    observed_at   TIMESTAMPTZ NOT NULL,        -- outbox entry has it
+    PRIMARY KEY (resource_type, key)
+);
 CREATE TABLE IF NOT EXISTS holds (
     resource_type VARCHAR NOT NULL,
     key           VARCHAR NOT NULL,
@@ -110,11 +117,53 @@ def load_record(con: duckdb.DuckDBPyConnection, resource_type: str) -> pl.DataFr
     ).pl()
 
 
-def live_synced_count(con: duckdb.DuckDBPyConnection) -> int:
-    """Bookings Clinic24 holds as booked: the base of the mass-cancellation share."""
+def live_synced_count(con: duckdb.DuckDBPyConnection, *, since: datetime) -> int:
+    """Bookings Clinic24 holds as booked from `since` on: the base of the mass-cancellation share.
+
+    Past visits stay `booked` in the record for good (leaving the window sends nothing), so
+    counting them would let the guard's share grow weaker every day.
+    """
     return con.execute(
-        "SELECT count(*) FROM clinic24_record WHERE resource_type = 'Appointment' AND status = 'booked'"
+        "SELECT count(*) FROM clinic24_record WHERE resource_type = 'Appointment' AND status = 'booked' "
+        "AND (start_at IS NULL OR start_at >= ?)",
+        [since],
     ).fetchone()[0]
+
+
+def active_ticket_count(con: duckdb.DuckDBPyConnection) -> int:
+    """Tickets Clinic24 holds as active: the base of the ticket-revocation share."""
+    return con.execute(
+        "SELECT count(*) FROM clinic24_record WHERE resource_type = 'ServiceRequest' AND status = 'active'"
+    ).fetchone()[0]
+
+
+def observe(
+    con: duckdb.DuckDBPyConnection, resource_type: str, key: str, resource: dict, *,
+    status: str, start_at: datetime | None, unit: str | None, content_hash: str | None,
+    version: str | None, now: datetime,
+) -> None:
+    """Record what Clinic24 was seen to hold (read back), in one transaction.
+
+    The record then says what Clinic24 really has — so the next plan sends what is needed
+    to reach Cosmic's truth — and the payload is kept for ending changes.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "INSERT INTO clinic24_record VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) "
+            "ON CONFLICT (resource_type, key) DO UPDATE SET status = excluded.status, "
+            "start_at = excluded.start_at, unit_hsa_id = excluded.unit_hsa_id, "
+            "content_hash = excluded.content_hash, version = excluded.version, accepted_at = excluded.accepted_at",
+            [resource_type, key, status, start_at, unit, content_hash, version, now],
+        )
+        con.execute(
+            "INSERT OR REPLACE INTO clinic24_observed VALUES (?, ?, ?, ?)",
+            [resource_type, key, json.dumps(resource, ensure_ascii=False, separators=(",", ":")), now],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 @dataclass(frozen=True)
@@ -218,6 +267,23 @@ def replace_holds(
         raise
 
 
+def in_doubt_entries(con: duckdb.DuckDBPyConnection, resource_type: str, planned_keys: list[str]) -> list[dict]:
+    """Pending entries the new plan would drop although Clinic24 may already hold them.
+
+    A pending entry may have been applied (a crash before its answer was recorded, or a lost
+    answer). When the new plan changes the same key it sends a full upsert and nothing is
+    lost; when the plan has nothing for the key (a cancel of a booking the record never saw,
+    a basis gone before its ticket was confirmed), superseding it could leave Clinic24 with a
+    booking Cosmic no longer has. Those entries are read back before planning for real.
+    """
+    cur = con.execute(
+        "SELECT change_id, key, content_hash, payload FROM outbox WHERE status = 'pending' "
+        "AND resource_type = ? AND key NOT IN (SELECT unnest(?::VARCHAR[])) ORDER BY created_at",
+        [resource_type, planned_keys],
+    )
+    return [{"change_id": c, "key": k, "content_hash": h, "payload": json.loads(p)} for c, k, h, p in cur.fetchall()]
+
+
 def pending_entries(con: duckdb.DuckDBPyConnection, resource_type: str | None = None) -> list[dict]:
     """Open entries to push, oldest first, with their stored payloads."""
     cur = con.execute(
@@ -245,7 +311,7 @@ INSERT INTO clinic24_record
 SELECT o.resource_type, o.key, o.target_status, o.target_start_at, o.target_unit, o.content_hash,
        o.source_sequence, s.version, s.settled_at
 FROM outbox o JOIN settled s USING (change_id)
-WHERE s.new_status = 'done' AND s.outcome = 'accepted'
+WHERE s.new_status = 'done' AND s.outcome IN ('accepted', 'stale')
 ON CONFLICT (resource_type, key) DO UPDATE SET
     status = excluded.status, start_at = excluded.start_at, unit_hsa_id = excluded.unit_hsa_id,
     content_hash = excluded.content_hash, source_sequence = excluded.source_sequence,

@@ -163,3 +163,33 @@ def test_r13_a_quarantined_booking_is_neither_pushed_nor_cancelled(world):
     finally:
         con.close()
     assert rows == [("R13", "Personnummer")]
+
+
+def test_r08_creates_whose_answers_were_lost_are_cancelled_when_cosmic_cancels_them(world):
+    """A write Clinic24 applied but never confirmed is read back before the plan drops it:
+    the booking Cosmic cancelled meanwhile is cancelled in Clinic24, not left booked."""
+    from dataclasses import replace
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {"PREFECT_API_URL": PREFECT_API_URL.value()}
+    world.drop(world.region)
+    crashed = world.cli("sync", "--as-of", AS_OF.isoformat(), extra_env={**env, "MVG_CRASH_AT": "before-settle:1"})
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    assert expected_live(world) == set(), "no answer was recorded before the crash"
+    applied = sorted(k for k, a in world.appointments().items() if a["status"] == "booked")[:3]
+    assert len(applied) == 3, "the first batch reached Clinic24"
+    later = AS_OF + timedelta(minutes=5)
+    region, _ = next_region(world.region, seed=4, as_of=later)
+    cancelled_in_cosmic = region.bookings.with_columns(
+        pl.when(pl.col("BokningsID").cast(pl.Utf8).is_in(applied)).then(pl.lit("Avbokad"))
+        .otherwise(pl.col("Status").cast(pl.Utf8)).alias("Status"),
+        pl.when(pl.col("BokningsID").cast(pl.Utf8).is_in(applied)).then(pl.lit("Patienten avbokar"))
+        .otherwise(pl.col("Avbokningsorsak").cast(pl.Utf8)).alias("Avbokningsorsak"),
+    )
+    world.drop(replace(region, bookings=cancelled_in_cosmic))
+    done = world.cli("sync", "--as-of", later.isoformat(), extra_env=env)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    stored = world.appointments()
+    assert [stored[k]["status"] for k in applied] == ["cancelled"] * 3
+    assert all(stored[k]["cancelationReason"]["text"] == "Patienten avbokar" for k in applied)

@@ -151,3 +151,85 @@ def test_r16_an_open_issue_whose_basis_changed_is_replaced(tmp_path):
     assert (moved["inserted"], moved["kept"], moved["superseded"]) == (1, 0, 1)
     [payload] = _open_payloads(tmp_path)
     assert payload["occurrencePeriod"]["end"] == "2026-12-21"
+
+
+def outcome(kind, status=None, code=None, diagnostics=None):
+    return EntryOutcome("c1", kind, status, None, code, diagnostics, None)
+
+
+def test_409_stale_settles_done_with_a_note():
+    assert cycle.classify(outcome("stale", 409, "conflict")) == (
+        "done", "stale: Clinic24 holds a newer source-sequence (409)")
+
+
+def test_r12_guardian_missing_holds_and_other_rejections_dead_letter_without_free_text():
+    assert cycle.classify(outcome("rejected", 422, "business-rule", "primary-guardian-missing"))[0] == "held"
+    assert cycle.classify(outcome("rejected", 404, "not-found", "unknown-location")) == (
+        "dead", "404 not-found: unknown-location")
+    status, reason = cycle.classify(outcome("rejected", 422, "invalid", "Patient Åsa Öberg 19581124-3269 invalid"))
+    assert status == "dead"
+    assert reason == "422 invalid: (diagnostics withheld)"
+
+
+def test_a_second_sync_in_the_same_state_folder_is_turned_away(tmp_path):
+    with cycle.exclusive_run(tmp_path) as first:
+        assert first
+        with cycle.exclusive_run(tmp_path) as second:
+            assert not second
+    with cycle.exclusive_run(tmp_path) as again:
+        assert again
+
+
+def test_r08_an_ending_change_without_a_known_payload_is_held_not_fatal(tmp_path):
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    store.ensure_schema(con)
+    changes = pl.DataFrame(
+        {"booking_id": ["b1"], "change_kind": ["cancel"], "rule": ["R08"], "content_hash": ["h"],
+         "status": ["cancelled"], "start_at": [NOW], "unit_hsa_id": [UNIT], "cancel_reason": ["x"]},
+        schema_overrides={"start_at": pl.Datetime("us", "UTC")},
+    )
+    snapshot = cycle.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    failed: list[dict] = []
+    rows = cycle._outbox_rows(
+        con, changes, resource_type=cycle.APPOINTMENT, key="booking_id",
+        builder=cycle.build_appointment, snapshot=snapshot, failed=failed,
+    )
+    assert rows.height == 0
+    assert [(f["key"], f["rule"]) for f in failed] == [("b1", "payload")]
+
+
+def test_guard_counts_only_bookings_from_the_window_start(tmp_path):
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    store.ensure_schema(con)
+    for key, start in [("past", NOW - timedelta(days=30)), ("future", NOW + timedelta(days=3))]:
+        con.execute(
+            "INSERT INTO clinic24_record VALUES ('Appointment', ?, 'booked', ?, ?, 'h', 1, '1', ?)",
+            [key, start, UNIT, NOW],
+        )
+    assert store.live_synced_count(con, since=NOW - timedelta(days=7)) == 1
+
+
+def test_r19_mass_ticket_revocation_is_held_like_mass_cancellation(tmp_path):
+    con = cycle.open_state(tmp_path)
+    for n in range(100):
+        con.execute(
+            "INSERT INTO clinic24_record VALUES ('ServiceRequest', ?, 'active', NULL, ?, 'h', 1, '1', ?)",
+            [f"t{n}", UNIT, NOW],
+        )
+    con.close()
+    snapshot = cycle.SnapshotRef("20261126T080000-000009", 9, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    no_booking_changes = pl.DataFrame(schema={"booking_id": pl.Utf8, "change_kind": pl.Utf8})
+    empty = pl.DataFrame(schema=cycle.HOLD_COLUMNS)
+    draft = cycle.BookingDraft(snapshot, no_booking_changes, empty, pl.DataFrame(), pl.DataFrame())
+    revokes = pl.DataFrame({"basis_id": [f"t{n}" for n in range(30)], "change_kind": ["revoke"] * 30})
+    guard = cycle.apply_guard(
+        tmp_path, draft, cycle.TicketDraft(revokes, empty), max_share=0.05, floor=20, now=NOW
+    )
+    assert guard.held and guard.newly_held
+    assert "30 ticket revocations" in guard.reason
+    few = cycle.TicketDraft(revokes.head(4), empty)
+    assert not cycle.apply_guard(tmp_path, draft, few, max_share=0.05, floor=20, now=NOW).held

@@ -1,6 +1,6 @@
 """The outbox and record: convergence, settlement, redrive (issue 4, crash-safety basis)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -80,7 +80,8 @@ def test_accepted_answer_updates_the_record_in_the_same_transaction(con):
     record = store.load_record(con, "Appointment")
     assert record.select("key", "status", "content_hash").rows() == [("b1", "booked", "h1")]
     assert statuses(con) == {"run1/Appointment/b1": "done"}
-    assert store.live_synced_count(con) == 1
+    assert store.live_synced_count(con, since=NOW) == 1
+    assert store.live_synced_count(con, since=NOW + timedelta(days=1)) == 0, "past visits are not live"
 
 
 def test_transient_answer_leaves_entry_pending_and_record_untouched(con):
