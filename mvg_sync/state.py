@@ -77,12 +77,17 @@ def drop_outcome(con: duckdb.DuckDBPyConnection, extract_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def latest_accepted(con: duckdb.DuckDBPyConnection) -> tuple[str, int] | None:
-    """(extract_id, sequence) of the newest accepted drop."""
+def latest_accepted(con: duckdb.DuckDBPyConnection) -> tuple[str, int, datetime] | None:
+    """(extract_id, sequence, extracted_at) of the newest accepted drop.
+
+    Newest by Cosmic's own counter, then the instant of the extract; never by extract_id: it is
+    local time, and after the autumn fall-back a newer drop's id sorts before an older one's.
+    """
     row = con.execute(
-        "SELECT extract_id, sequence FROM drops WHERE outcome = 'accepted' ORDER BY extract_id DESC LIMIT 1"
+        "SELECT extract_id, sequence, extracted_at FROM drops WHERE outcome = 'accepted' "
+        "ORDER BY sequence DESC, extracted_at DESC LIMIT 1"
     ).fetchone()
-    return None if row is None else (str(row[0]), int(row[1]))
+    return None if row is None else (str(row[0]), int(row[1]), row[2])
 
 
 def latest_sequence(con: duckdb.DuckDBPyConnection) -> int | None:
@@ -94,9 +99,9 @@ def latest_sequence(con: duckdb.DuckDBPyConnection) -> int | None:
 
 
 def previous_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Rows in per file of the newest accepted drop that held that file."""
+    """Rows in per file of the newest accepted drop (by sequence, as latest_accepted) that held that file."""
     rows = con.execute(
-        "SELECT counts FROM drops WHERE outcome = 'accepted' ORDER BY extract_id DESC LIMIT 20"
+        "SELECT counts FROM drops WHERE outcome = 'accepted' ORDER BY sequence DESC, extracted_at DESC LIMIT 20"
     ).fetchall()
     seen: dict[str, int] = {}
     for (counts,) in rows:

@@ -45,9 +45,11 @@ class Manifest:
 
 
 def list_complete_drops(landing_dir: Path) -> list[Path]:
-    """Drop folders with a manifest, in `extract_id` order.
+    """Drop folders with a manifest, in folder-name order.
 
-    A folder without `manifest.json` is still being written and is skipped silently.
+    A folder without `manifest.json` is still being written and is skipped silently. Name
+    order is for listing only: names are local time and repeat an hour at the autumn
+    fall-back, so drops are processed in manifest `sequence` order (pipeline.ingest_pending).
     """
     if not landing_dir.is_dir():
         return []

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from queue import Queue
 
@@ -40,6 +40,7 @@ SHRINK_CHECK_FLOOR = 20
 # Rows per batch streamed from a CSV to its snapshot: memory is bounded by a batch (about
 # 0.3 GB of raw strings for bookings), while a regional file is still one batch.
 BATCH_ROWS = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -103,8 +104,10 @@ class IngestReport:
 def ingest_pending(
     landing_dir: Path, state_dir: Path, *, as_of: datetime, batch_rows: int = BATCH_ROWS
 ) -> IngestReport:
-    """Process every complete, unprocessed drop under `landing_dir` in `extract_id` order.
+    """Process every complete, unprocessed drop under `landing_dir` in manifest `sequence` order.
 
+    Ties (a re-delivery) are broken by `extracted_at`. Never by folder name: `extract_id` is
+    local time, so after the autumn fall-back a newer drop's name sorts before an older one's.
     `batch_rows` bounds memory; it changes nothing in what is written.
     """
     if as_of.tzinfo is None:
@@ -113,15 +116,19 @@ def ingest_pending(
     con = state.connect(state_dir)
     try:
         known = {row[0] for row in con.execute("SELECT extract_id FROM drops").fetchall()}
-        pending = [folder for folder in list_complete_drops(landing_dir) if folder.name not in known]
+        pending = sorted(
+            ((folder, _read_manifest(folder)) for folder in list_complete_drops(landing_dir)
+             if folder.name not in known),
+            key=_processing_order,
+        )
         if pending:
             from mvg_sync.quality.checkpoint import warm_up
 
             warm_up(state_dir / "gx")
-        for folder in pending:
+        for folder, manifest in pending:
             if folder.name in known:
                 continue
-            drop = _ingest_folder(con, folder, state_dir, as_of, report, batch_rows)
+            drop = _ingest_folder(con, folder, manifest, state_dir, as_of, report, batch_rows)
             known.add(drop.extract_id)
             report.drops.append(drop)
     finally:
@@ -133,23 +140,37 @@ def ingest_drop(folder: Path, state_dir: Path, *, as_of: datetime, batch_rows: i
     """Process one drop folder (processing it again yields `duplicate` and changes nothing)."""
     con = state.connect(state_dir)
     try:
-        return _ingest_folder(con, folder, state_dir, as_of, IngestReport(), batch_rows)
+        return _ingest_folder(con, folder, _read_manifest(folder), state_dir, as_of, IngestReport(), batch_rows)
     finally:
         con.close()
+
+
+def _read_manifest(folder: Path) -> Manifest | DropRejected:
+    try:
+        return read_manifest(folder)
+    except DropRejected as exc:
+        return exc
+
+
+def _processing_order(item: tuple[Path, Manifest | DropRejected]) -> tuple:
+    """Unreadable manifests first (their rejection touches no sequence), then by sequence."""
+    folder, manifest = item
+    if isinstance(manifest, DropRejected):
+        return (0, 0, _EPOCH, folder.name)
+    return (1, manifest.sequence, manifest.extracted_at, folder.name)
 
 
 def _ingest_folder(
     con: duckdb.DuckDBPyConnection,
     folder: Path,
+    manifest: Manifest | DropRejected,
     state_dir: Path,
     as_of: datetime,
     report: IngestReport,
     batch_rows: int,
 ) -> DropReport:
-    try:
-        manifest = read_manifest(folder)
-    except DropRejected as exc:
-        return _reject(con, folder.name, None, exc, as_of, files=[])
+    if isinstance(manifest, DropRejected):
+        return _reject(con, folder.name, None, manifest, as_of, files=[])
     drop = DropReport(extract_id=manifest.extract_id, outcome="accepted", sequence=manifest.sequence)
 
     previous = state.drop_outcome(con, manifest.extract_id)
@@ -164,7 +185,7 @@ def _ingest_folder(
     ).fetchone()
     if same_sequence is not None:
         drop.outcome, drop.reason = "duplicate", f"sequence {manifest.sequence} already processed"
-    elif newest is not None and (manifest.extract_id < newest[0] or manifest.sequence < newest[1]):
+    elif newest is not None and (manifest.sequence, manifest.extracted_at) < (newest[1], newest[2]):
         drop.outcome = "stale"
         drop.reason = f"older than the newest accepted drop {newest[0]}"
     if drop.outcome != "accepted":

@@ -24,7 +24,11 @@ def describe_state(state_dir: Path, landing_dir: Path | None = None, *, last_dro
     con = duckdb.connect(str(db), read_only=True)
     try:
         drops = con.execute(
-            "SELECT extract_id, sequence, outcome, reason, counts FROM drops ORDER BY extract_id DESC LIMIT ?",
+            # newest first by the instant of the extract (extract_id is local time and repeats an
+            # hour at the autumn fall-back); a drop whose manifest was unusable has no
+            # extracted_at and stands at the time it was processed
+            "SELECT extract_id, sequence, outcome, reason, counts FROM drops "
+            "ORDER BY coalesce(extracted_at, processed_at) DESC, sequence DESC NULLS LAST, extract_id DESC LIMIT ?",
             [last_drops],
         ).fetchall()
         totals = con.execute("SELECT outcome, count(*) FROM drops GROUP BY outcome ORDER BY outcome").fetchall()

@@ -375,3 +375,42 @@ def test_optional_files_keep_last_seen(base):
     assert pointers["units"] == "20261126T080100-000001"
     assert pointers["bookings"] == "20261126T080200-000002"
     assert_frame_equal(load_snapshot(state, "units"), before[1]["units"])
+
+
+# Autumn fall-back 2026-10-25: 03:00 CEST -> 02:00 CET. Sequence 101 is extracted after 100,
+# but its local-time extract_id sorts before it.
+BEFORE_FALL_BACK = ("20261025T025500-000100", "2026-10-25T02:55:00+02:00")
+AFTER_FALL_BACK = ("20261025T020500-000101", "2026-10-25T02:05:00+01:00")
+AS_OF_FALL_BACK = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
+
+
+def _fall_back_drop(landing: Path, sequence: int, ids: tuple[str, str]) -> None:
+    t.write_drop(landing, sequence, extract_id=ids[0], extracted_at=ids[1])
+
+
+def test_r11_drop_after_the_autumn_fall_back_is_newer_by_sequence_not_by_local_name(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    _fall_back_drop(landing, 100, BEFORE_FALL_BACK)
+    assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF_FALL_BACK).drops] == ["accepted"]
+    _fall_back_drop(landing, 101, AFTER_FALL_BACK)
+    report = ingest_pending(landing, state, as_of=AS_OF_FALL_BACK)
+    assert [(d.extract_id, d.outcome, d.reason) for d in report.drops] == [(AFTER_FALL_BACK[0], "accepted", None)]
+    assert {e for _, e, *_ in downstream(state)[0]} == {AFTER_FALL_BACK[0]}
+    assert report.gaps == []
+    listed = [line.split()[0] for line in describe_state(state).splitlines() if " seq " in line]
+    assert listed == [AFTER_FALL_BACK[0], BEFORE_FALL_BACK[0]]  # newest first
+
+
+def test_r11_drops_across_the_autumn_fall_back_in_one_run_are_processed_in_sequence_order(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    _fall_back_drop(landing, 101, AFTER_FALL_BACK)
+    _fall_back_drop(landing, 100, BEFORE_FALL_BACK)
+    report = ingest_pending(landing, state, as_of=AS_OF_FALL_BACK)
+    assert [(d.sequence, d.outcome) for d in report.drops] == [(100, "accepted"), (101, "accepted")]
+    assert {e for _, e, *_ in downstream(state)[0]} == {AFTER_FALL_BACK[0]}
+    # a late drop is still stale by its sequence, whatever its name
+    _fall_back_drop(landing, 99, ("20261025T025000-000099", "2026-10-25T02:50:00+02:00"))
+    late = ingest_pending(landing, state, as_of=AS_OF_FALL_BACK).drops
+    assert [(d.outcome, d.reason) for d in late] == [
+        ("stale", f"older than the newest accepted drop {AFTER_FALL_BACK[0]}")
+    ]
