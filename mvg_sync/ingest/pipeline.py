@@ -29,6 +29,7 @@ from mvg_sync.ingest.normalise import (
 )
 from mvg_sync.ingest.reader import FileScan, check_bytes, iter_raw_batches, scan_file
 from mvg_sync.quality.checkpoint import DatasetProfile
+from mvg_sync.rules.patient_id import mask_patient_ids
 from mvg_sync.timeutil import STOCKHOLM
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,16 @@ def _ingest_folder(
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
         return _reject(con, manifest.extract_id, manifest, exc, as_of, files=drop.files, gap=gap,
                        warnings=drop.warnings)
-    except BaseException:
+    except Exception as exc:  # noqa: BLE001 - one drop's bug must not wedge every later drop
+        # Raised, it would leave the drop unrecorded and fail every later run on the same drop.
+        # The reason names the type only (a message may quote data); the traceback goes to the
+        # log, where the PII filter masks it.
+        state.discard_snapshot_folder(state_dir, manifest.extract_id)
+        log.exception("drop %s: internal error while validating it", manifest.extract_id)
+        internal = DropRejected(f"internal error: {type(exc).__name__}", file=None, rule="internal")
+        return _reject(con, manifest.extract_id, manifest, internal, as_of, files=drop.files, gap=gap,
+                       warnings=drop.warnings)
+    except BaseException:  # interrupted: nothing recorded, the drop is processed next run
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
         raise
     log.info(
@@ -362,14 +372,12 @@ def _ingest_file(
         check_grain(pl.concat(written.keys), layout)
         assert written.first is not None
         _check_raw_contract(name, written.first)
+        counts.accepted = written.profile.accepted
+        counts.quarantined = rows_in - written.profile.accepted
+        _check_snapshot_contract(name, layout.dataset, written.contract_frame())
     except DropRejected as exc:
         counts.rejected_reason = exc.reason
         raise
-    counts.accepted = written.profile.accepted
-    counts.quarantined = rows_in - written.profile.accepted
-    from contracts.snapshots import validate_snapshot
-
-    validate_snapshot(layout.dataset, written.contract_frame())
     return _IngestedFile(quarantine=written.quarantine(), profile=written.profile)
 
 
@@ -480,6 +488,22 @@ def _check_raw_contract(name: str, raw: pl.DataFrame) -> None:
         validate_raw(name, raw)
     except (pandera.errors.SchemaErrors, pandera.errors.SchemaError):
         raise DropRejected(f"{name}: breaks the raw-file contract (columns or types)", file=name) from None
+
+
+def _check_snapshot_contract(name: str, dataset: str, frame: pl.DataFrame) -> None:
+    """The normalised snapshot's contract (contracts.snapshots); a failure rejects the drop.
+
+    The reason names the failing checks (column and check names); it is masked all the same,
+    so no value shaped like a personnummer can reach the drop log or the quarantine.
+    """
+    import contracts.snapshots
+
+    try:
+        contracts.snapshots.validate_snapshot(dataset, frame)
+    except contracts.snapshots.SnapshotContractError as exc:
+        raise DropRejected(
+            f"{name}: breaks the snapshot contract ({mask_patient_ids(str(exc))})", file=name, rule="contract"
+        ) from None
 
 
 def _check_quality(profile: list[dict[str, object]], drop: DropReport, state_dir: Path) -> None:

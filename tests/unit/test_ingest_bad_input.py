@@ -414,3 +414,59 @@ def test_r11_drops_across_the_autumn_fall_back_in_one_run_are_processed_in_seque
     assert [(d.outcome, d.reason) for d in late] == [
         ("stale", f"older than the newest accepted drop {AFTER_FALL_BACK[0]}")
     ]
+
+
+def _break_snapshot_contract(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    import contracts.snapshots
+
+    real = contracts.snapshots.validate_snapshot
+
+    def breaking(dataset: str, frame: pl.DataFrame) -> None:
+        if dataset == "bookings":
+            raise error
+        real(dataset, frame)
+
+    monkeypatch.setattr(contracts.snapshots, "validate_snapshot", breaking)
+
+
+def test_snapshot_contract_failure_rejects_the_drop_and_later_drops_still_sync(base, monkeypatch):
+    from contracts.snapshots import SnapshotContractError
+
+    landing, state, before = base
+    # a check name is never a value; the mask is the safe side should one ever carry a value
+    _break_snapshot_contract(monkeypatch, SnapshotContractError("bookings: patient_id: str_matches 19581124-3268"))
+    t.write_drop(landing, 2)
+    reason = rejected(landing, state)
+    assert reason == "bokningar.csv: breaks the snapshot contract (bookings: patient_id: str_matches XXXXXXXX-XXXX)"
+    rows = [q for q in quarantine(state) if q["extract_id"] == "20261126T080200-000002"]
+    assert [(q["file"], q["rule"]) for q in rows] == [("bokningar.csv", "contract")]
+    assert not (state / "snapshots" / "20261126T080200-000002").exists()
+    assert_unchanged(state, before)
+
+    monkeypatch.undo()
+    t.write_drop(landing, 3)
+    report = ingest_pending(landing, state, as_of=AS_OF)
+    assert [(d.extract_id, d.outcome) for d in report.drops] == [("20261126T080300-000003", "accepted")]
+
+
+def test_unexpected_error_in_one_drop_rejects_it_as_internal_error_and_logs_the_masked_traceback(
+    base, monkeypatch, caplog
+):
+    from mvg_sync.logfilter import PiiFilter
+
+    landing, state, before = base
+    _break_snapshot_contract(monkeypatch, RuntimeError("bug near 19581124-3268"))
+    t.write_drop(landing, 2)
+    with caplog.at_level("ERROR", logger="mvg_sync.ingest.pipeline"):
+        assert rejected(landing, state) == "internal error: RuntimeError"
+    assert [q["rule"] for q in quarantine(state) if q["extract_id"] == "20261126T080200-000002"] == ["internal"]
+    assert_unchanged(state, before)
+    record = next(r for r in caplog.records if r.levelname == "ERROR")
+    assert record.exc_info is not None
+    PiiFilter().filter(record)
+    assert "RuntimeError: bug near XXXXXXXX-XXXX" in record.exc_text
+    assert "3268" not in record.exc_text + record.getMessage()
+
+    monkeypatch.undo()
+    t.write_drop(landing, 3)
+    assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF).drops] == ["accepted"]
