@@ -19,7 +19,13 @@ from polars.io.plugins import register_io_source
 
 from mvg_sync import state
 from mvg_sync.ingest.columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
-from mvg_sync.ingest.manifest import DropRejected, Manifest, list_complete_drops, read_manifest
+from mvg_sync.ingest.manifest import (
+    MANIFEST,
+    DropRejected,
+    Manifest,
+    list_complete_drops,
+    read_manifest,
+)
 from mvg_sync.ingest.normalise import (
     QUARANTINE_SCHEMA,
     check_columns,
@@ -170,15 +176,24 @@ def _ingest_folder(
     report: IngestReport,
     batch_rows: int,
 ) -> DropReport:
+    # A drop is known by its folder name: discovery skips the names in `drops`, and retention
+    # deletes the folders it names.
+    previous = state.drop_outcome(con, folder.name)
+    if previous is not None:
+        log.info("drop %s: duplicate, already %s", folder.name, previous)
+        return DropReport(extract_id=folder.name, outcome="duplicate", reason=f"drop already processed ({previous})",
+                          sequence=None if isinstance(manifest, DropRejected) else manifest.sequence)
     if isinstance(manifest, DropRejected):
         return _reject(con, folder.name, None, manifest, as_of, files=[])
+    if manifest.extract_id != folder.name:
+        # Recorded under the manifest's id, the folder would be read again every run and never
+        # purged; and a manifest that names another drop is not trusted for its sequence either.
+        reason = f"manifest.json: extract_id {manifest.extract_id} differs from the folder name {folder.name}"
+        named = state.drop_outcome(con, manifest.extract_id)
+        if named is not None:
+            reason += f"; {manifest.extract_id} already processed ({named})"
+        return _reject(con, folder.name, None, DropRejected(reason, file=MANIFEST, rule="manifest"), as_of, files=[])
     drop = DropReport(extract_id=manifest.extract_id, outcome="accepted", sequence=manifest.sequence)
-
-    previous = state.drop_outcome(con, manifest.extract_id)
-    if previous is not None:
-        drop.outcome, drop.reason = "duplicate", f"drop already processed ({previous})"
-        log.info("drop %s: duplicate, already %s", manifest.extract_id, previous)
-        return drop
     newest = state.latest_accepted(con)
     same_sequence = con.execute(
         "SELECT extract_id FROM drops WHERE sequence = ? AND outcome IN ('accepted', 'rejected')",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,15 +344,50 @@ def test_drop_out_of_order_is_stale(base):
     assert_unchanged(state, after_three)
 
 
-def test_drop_arriving_twice_is_duplicate(base):
+def test_drop_arriving_twice_is_read_once(base):
     landing, state, before = base
     folder = landing / "20261126T080100-000001"
     assert ingest_pending(landing, state, as_of=AS_OF).drops == []  # already processed: skipped
     assert ingest_drop(folder, state, as_of=AS_OF).outcome == "duplicate"
     shutil.copytree(folder, landing / "20261126T080100-000001-again")  # delivered a second time
     report = ingest_pending(landing, state, as_of=AS_OF)
-    assert [(d.outcome, d.reason) for d in report.drops] == [("duplicate", "drop already processed (accepted)")]
+    # recorded under its own folder name, so it is read once (and retention can delete it)
+    assert [(d.extract_id, d.outcome, d.reason) for d in report.drops] == [(
+        "20261126T080100-000001-again", "rejected",
+        "manifest.json: extract_id 20261126T080100-000001 differs from the folder name "
+        "20261126T080100-000001-again; 20261126T080100-000001 already processed (accepted)",
+    )]
+    assert ingest_pending(landing, state, as_of=AS_OF).drops == []
+    assert ingest_drop(landing / "20261126T080100-000001-again", state, as_of=AS_OF).outcome == "duplicate"
     assert_unchanged(state, before)
+
+
+def _drop_log(state: Path) -> list[tuple]:
+    con = duckdb.connect(str(state / "state.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT extract_id, sequence, outcome FROM drops ORDER BY extract_id").fetchall()
+    finally:
+        con.close()
+
+
+def test_manifest_extract_id_other_than_the_folder_name_rejected_under_the_folder_name(base):
+    landing, state, before = base
+    folder = t.write_drop(landing, 2)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest["extract_id"] = "20261126T080200-000099"
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    assert rejected(landing, state) == (
+        "manifest.json: extract_id 20261126T080200-000099 differs from the folder name 20261126T080200-000002"
+    )
+    assert _drop_log(state) == [
+        ("20261126T080100-000001", 1, "accepted"), ("20261126T080200-000002", None, "rejected"),
+    ]
+    assert ingest_pending(landing, state, as_of=AS_OF).drops == []  # not read again every run
+    assert_unchanged(state, before)
+    # its manifest is not trusted, so its sequence is still free for the drop Cosmic meant
+    t.write_drop(landing, 2, extract_id="20261126T080230-000002")
+    assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF).drops] == ["accepted"]
 
 
 def test_sequence_gap_recorded(base):
