@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 MANIFEST = "manifest.json"
 EXTRACT_ID = re.compile(r"^\d{8}T\d{6}-\d{6}$")
 ENCODINGS = ("windows-1252", "utf-8")
+# A writer that does not rename the manifest into place leaves it half-written for a moment:
+# unparseable JSON last written less than this long ago is "still being written", older is broken.
+MANIFEST_GRACE = timedelta(minutes=10)
 
 
 class DropRejected(Exception):
@@ -21,6 +24,22 @@ class DropRejected(Exception):
         self.reason = reason
         self.file = file
         self.rule = rule
+
+
+class ManifestUnparseable(DropRejected):
+    """manifest.json is there but is not JSON: broken, or a non-atomic writer is still writing it."""
+
+    def __init__(self, reason: str, *, written_at: datetime) -> None:
+        super().__init__(reason, file=MANIFEST, rule="manifest")
+        self.written_at = written_at
+
+    def still_being_written(self, now: datetime, grace: timedelta = MANIFEST_GRACE) -> bool:
+        """Whether it was last written within `grace` before `now`.
+
+        `now` must be the wall clock, not `as_of`: a file's mtime is wall-clock time, and
+        `as_of` may be any instant (a replay, a test).
+        """
+        return now - self.written_at <= grace
 
 
 @dataclass(frozen=True)
@@ -57,15 +76,36 @@ def list_complete_drops(landing_dir: Path) -> list[Path]:
     return sorted(folders, key=lambda p: p.name)
 
 
+def manifest_being_written(folder: Path, now: datetime, grace: timedelta = MANIFEST_GRACE) -> bool:
+    """Whether the folder's manifest.json is unparseable JSON last written within `grace` of
+    `now` (the wall clock: see ManifestUnparseable.still_being_written)."""
+    try:
+        read_manifest(folder)
+    except ManifestUnparseable as exc:
+        return exc.still_being_written(now, grace)
+    except DropRejected:
+        return False
+    return False
+
+
 def read_manifest(folder: Path) -> Manifest:
-    """Parse and shape-check a manifest; raises DropRejected (rule `manifest`) naming the field."""
+    """Parse and shape-check a manifest; raises DropRejected (rule `manifest`) naming the field.
+
+    Unparseable JSON raises the subclass ManifestUnparseable: it may still be being written.
+    """
 
     def bad(what: str) -> DropRejected:
         return DropRejected(f"manifest.json: {what}", file=MANIFEST, rule="manifest")
 
+    path = folder / MANIFEST
     try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        written_at = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # e.g. cut short by a writer still at it
+        raise ManifestUnparseable(
+            f"manifest.json: not readable JSON ({type(exc).__name__})", written_at=written_at
+        ) from None
+    except OSError as exc:
         raise bad(f"not readable JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise bad("not a JSON object")

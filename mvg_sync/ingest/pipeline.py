@@ -21,8 +21,10 @@ from mvg_sync import state
 from mvg_sync.ingest.columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
 from mvg_sync.ingest.manifest import (
     MANIFEST,
+    MANIFEST_GRACE,
     DropRejected,
     Manifest,
+    ManifestUnparseable,
     list_complete_drops,
     read_manifest,
 )
@@ -36,7 +38,7 @@ from mvg_sync.ingest.normalise import (
 from mvg_sync.ingest.reader import FileScan, check_bytes, iter_raw_batches, scan_file
 from mvg_sync.quality.checkpoint import DatasetProfile
 from mvg_sync.rules.patient_id import mask_patient_ids
-from mvg_sync.timeutil import STOCKHOLM
+from mvg_sync.timeutil import STOCKHOLM, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -109,25 +111,32 @@ class IngestReport:
 
 
 def ingest_pending(
-    landing_dir: Path, state_dir: Path, *, as_of: datetime, batch_rows: int = BATCH_ROWS
+    landing_dir: Path,
+    state_dir: Path,
+    *,
+    as_of: datetime,
+    batch_rows: int = BATCH_ROWS,
+    now: datetime | None = None,
 ) -> IngestReport:
     """Process every complete, unprocessed drop under `landing_dir` in manifest `sequence` order.
 
     Ties (a re-delivery) are broken by `extracted_at`. Never by folder name: `extract_id` is
     local time, so after the autumn fall-back a newer drop's name sorts before an older one's.
+    A manifest.json that is not JSON yet is skipped as still being written until it has been
+    so for MANIFEST_GRACE by its mtime against `now`, the wall clock (default
+    `timeutil.utc_now()`; not `as_of`, which may be any instant), then rejected.
     `batch_rows` bounds memory; it changes nothing in what is written.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
+    now = utc_now() if now is None else now
     report = IngestReport()
     con = state.connect(state_dir)
     try:
         known = {row[0] for row in con.execute("SELECT extract_id FROM drops").fetchall()}
-        pending = sorted(
-            ((folder, _read_manifest(folder)) for folder in list_complete_drops(landing_dir)
-             if folder.name not in known),
-            key=_processing_order,
-        )
+        read = [(folder, _read_manifest(folder, now)) for folder in list_complete_drops(landing_dir)
+                if folder.name not in known]
+        pending = sorted(((f, m) for f, m in read if m is not None), key=_processing_order)
         if pending:
             from mvg_sync.quality.checkpoint import warm_up
 
@@ -143,18 +152,33 @@ def ingest_pending(
     return report
 
 
-def ingest_drop(folder: Path, state_dir: Path, *, as_of: datetime, batch_rows: int = BATCH_ROWS) -> DropReport:
-    """Process one drop folder (processing it again yields `duplicate` and changes nothing)."""
+def ingest_drop(
+    folder: Path, state_dir: Path, *, as_of: datetime, batch_rows: int = BATCH_ROWS, now: datetime | None = None
+) -> DropReport | None:
+    """Process one drop folder (processing it again yields `duplicate` and changes nothing).
+
+    None while its manifest.json is still being written (as in `ingest_pending`).
+    """
+    manifest = _read_manifest(folder, utc_now() if now is None else now)
+    if manifest is None:
+        return None
     con = state.connect(state_dir)
     try:
-        return _ingest_folder(con, folder, _read_manifest(folder), state_dir, as_of, IngestReport(), batch_rows)
+        return _ingest_folder(con, folder, manifest, state_dir, as_of, IngestReport(), batch_rows)
     finally:
         con.close()
 
 
-def _read_manifest(folder: Path) -> Manifest | DropRejected:
+def _read_manifest(folder: Path, now: datetime) -> Manifest | DropRejected | None:
+    """The manifest, why it is unusable, or None while it may still be being written."""
     try:
         return read_manifest(folder)
+    except ManifestUnparseable as exc:
+        if exc.still_being_written(now):
+            log.info("drop %s: manifest.json not complete yet (being written); skipped", folder.name)
+            return None
+        minutes = int(MANIFEST_GRACE.total_seconds() // 60)
+        return DropRejected(f"{exc.reason} for over {minutes} minutes", file=exc.file, rule=exc.rule)
     except DropRejected as exc:
         return exc
 

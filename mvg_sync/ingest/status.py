@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
-from mvg_sync.ingest.manifest import MANIFEST
+from mvg_sync.ingest.manifest import MANIFEST, manifest_being_written
 from mvg_sync.state import STATE_FILE
+from mvg_sync.timeutil import utc_now
 
 
-def describe_state(state_dir: Path, landing_dir: Path | None = None, *, last_drops: int = 20) -> str:
+def describe_state(
+    state_dir: Path, landing_dir: Path | None = None, *, last_drops: int = 20, now: datetime | None = None
+) -> str:
     """Drops with outcome, quarantine counts by file/rule/reason, sequence gaps, snapshot pointers.
 
     With `landing_dir`, also the drops not processed yet: `pending` (manifest written, no row in
-    `drops`) and `being written` (no manifest yet), oldest first, at most `last_drops` named.
+    `drops`) and `being written` (no manifest yet, or one that is not JSON yet and was written
+    within MANIFEST_GRACE of `now`, the wall clock: default `timeutil.utc_now()`), oldest first,
+    at most `last_drops` named.
     """
+    now = utc_now() if now is None else now
     db = state_dir / STATE_FILE
     if not db.exists():
-        landing = _describe_landing(landing_dir, set(), last_drops)
+        landing = _describe_landing(landing_dir, set(), last_drops, now)
         return "\n".join(["ingestion: no drops processed yet", *landing])
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -50,7 +57,7 @@ def describe_state(state_dir: Path, landing_dir: Path | None = None, *, last_dro
         )
     finally:
         con.close()
-    lines = _describe_landing(landing_dir, known, last_drops)
+    lines = _describe_landing(landing_dir, known, last_drops, now)
     lines.append("Drops: " + (", ".join(f"{o} {n}" for o, n in totals) or "none"))
     for extract_id, sequence, outcome, reason, counts in drops:
         parsed = json.loads(counts or "{}")
@@ -73,24 +80,27 @@ def describe_state(state_dir: Path, landing_dir: Path | None = None, *, last_dro
     return "\n".join(lines)
 
 
-def _describe_landing(landing_dir: Path | None, known: set[str], limit: int) -> list[str]:
+def _describe_landing(landing_dir: Path | None, known: set[str], limit: int, now: datetime) -> list[str]:
     """Landing folders with no row in `drops`: complete ones wait for ingestion, others are
-    still being written by Cosmic (the manifest comes last)."""
+    still being written by Cosmic (the manifest comes last, and may itself be half-written)."""
     if landing_dir is None:
         return []
     if not landing_dir.is_dir():
         return [f"Landing: folder {landing_dir} missing"]
     waiting = sorted(
-        (p.name, (p / MANIFEST).is_file())
-        for p in landing_dir.iterdir()
-        if p.is_dir() and p.name not in known
+        (p.name, _landing_state(p, now)) for p in landing_dir.iterdir() if p.is_dir() and p.name not in known
     )
-    pending = sum(1 for _, complete in waiting if complete)
+    pending = sum(1 for _, what in waiting if what == "pending")
     lines = [f"Landing: {pending} pending, {len(waiting) - pending} being written"]
-    lines += [
-        f"  {name}: " + ("pending" if complete else "being written (no manifest yet)")
-        for name, complete in waiting[:limit]
-    ]
+    lines += [f"  {name}: {what}" for name, what in waiting[:limit]]
     if len(waiting) > limit:
         lines.append(f"  ... and {len(waiting) - limit} more")
     return lines
+
+
+def _landing_state(folder: Path, now: datetime) -> str:
+    if not (folder / MANIFEST).is_file():
+        return "being written (no manifest yet)"
+    if manifest_being_written(folder, now):
+        return "being written (manifest not complete yet)"
+    return "pending"

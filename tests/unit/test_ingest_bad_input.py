@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -506,3 +507,47 @@ def test_unexpected_error_in_one_drop_rejects_it_as_internal_error_and_logs_the_
     monkeypatch.undo()
     t.write_drop(landing, 3)
     assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF).drops] == ["accepted"]
+
+
+WRITTEN_AT = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)  # wall clock, unrelated to AS_OF on purpose
+
+
+def _half_written_manifest(folder: Path) -> None:
+    manifest = folder / "manifest.json"
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(text[: len(text) // 2], encoding="utf-8")  # a non-atomic writer, mid-way
+    os.utime(manifest, (WRITTEN_AT.timestamp(), WRITTEN_AT.timestamp()))
+
+
+def test_manifest_not_json_yet_is_being_written_and_accepted_once_complete(base):
+    landing, state, before = base
+    folder = t.write_drop(landing, 2)
+    _half_written_manifest(folder)
+    now = WRITTEN_AT + timedelta(minutes=9)
+
+    assert ingest_pending(landing, state, as_of=AS_OF, now=now).drops == []
+    assert ingest_drop(folder, state, as_of=AS_OF, now=now) is None
+    assert folder.name not in [e for e, *_ in _drop_log(state)]
+    assert f"  {folder.name}: being written (manifest not complete yet)" in describe_state(state, landing, now=now)
+    assert_unchanged(state, before)
+
+    t.write_drop(landing, 2)  # the writer finishes the manifest
+    assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF, now=now).drops] == ["accepted"]
+
+
+def test_manifest_not_json_for_longer_than_the_grace_is_rejected(base):
+    landing, state, before = base
+    folder = t.write_drop(landing, 2)
+    _half_written_manifest(folder)
+    now = WRITTEN_AT + timedelta(minutes=11)
+
+    assert f"  {folder.name}: pending" in describe_state(state, landing, now=now)
+    report = ingest_pending(landing, state, as_of=AS_OF, now=now)
+    assert [(d.extract_id, d.outcome, d.reason) for d in report.drops] == [
+        (folder.name, "rejected", "manifest.json: not readable JSON (JSONDecodeError) for over 10 minutes")
+    ]
+    assert [(q["file"], q["rule"]) for q in quarantine(state) if q["extract_id"] == folder.name] == [
+        ("manifest.json", "manifest")
+    ]
+    assert ingest_pending(landing, state, as_of=AS_OF, now=now).drops == []
+    assert_unchanged(state, before)

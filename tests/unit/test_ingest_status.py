@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,21 @@ def test_status_says_when_the_landing_folder_is_missing(world, tmp_path):
     assert _landing_lines(describe_state(state_dir, landing_dir=missing)) == [
         f"Landing: folder {missing} missing"
     ]
+
+
+def test_status_shows_a_manifest_that_is_not_json_yet_as_being_written_until_the_grace_ends(tmp_path):
+    landing = tmp_path / "landing"
+    _folder(landing, "20261126T080000-000001", manifest=True)
+    half = landing / "20261126T080000-000001" / "manifest.json"
+    half.write_text('{"extract_id": "20261126T0800', encoding="utf-8")  # a non-atomic writer, mid-way
+    written_at = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
+    os.utime(half, (written_at.timestamp(), written_at.timestamp()))
+
+    within = describe_state(tmp_path / "state", landing, now=written_at + timedelta(minutes=10))
+    after = describe_state(tmp_path / "state", landing, now=written_at + timedelta(minutes=11))
+
+    assert within.splitlines()[1:] == [
+        "Landing: 0 pending, 1 being written",
+        "  20261126T080000-000001: being written (manifest not complete yet)",
+    ]
+    assert after.splitlines()[1:] == ["Landing: 1 pending, 0 being written", "  20261126T080000-000001: pending"]
