@@ -169,18 +169,18 @@ def run_cycle(settings, as_of: datetime, timer: Timer, *, clock: Callable[[], da
         with timer.phase("guardian check"):
             out["guardian_lookups"] = draft.guardian_candidates.height
             if draft.guardian_candidates.height:
-                draft = cycle.apply_guardians(draft, cycle.check_guardians(draft, client))
+                draft = cycle.apply_guardians(draft, cycle.check_guardians(settings.state_dir, draft, client))
+        with timer.phase("ticket plan"):
+            tickets = cycle.draft_ticket_plan(settings.state_dir, units, as_of=as_of)
         with timer.phase("guard"):
             guard = cycle.apply_guard(
-                settings.state_dir, draft, max_share=settings.max_cancel_share,
+                settings.state_dir, draft, tickets, max_share=settings.max_cancel_share,
                 floor=settings.cancel_guard_floor, now=clock(),
             )
         out["guard"] = {"held": guard.held, "cancels": guard.cancels, "live": guard.live}
         if guard.held:
             out["outcome"] = "held"
             return out
-        with timer.phase("ticket plan"):
-            tickets = cycle.draft_ticket_plan(settings.state_dir, units, as_of=as_of)
         out["changes"] = {"bookings": draft.changes.height, "tickets": tickets.changes.height if tickets else 0}
         out["holds"] = {"bookings": draft.holds.height, "tickets": tickets.holds.height if tickets else 0}
         with timer.phase("write outbox"):

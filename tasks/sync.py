@@ -67,7 +67,7 @@ def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycl
     if draft.guardian_candidates.height == 0:
         return draft
     with _client(settings) as client:
-        answers = cycle.check_guardians(draft, client)
+        answers = cycle.check_guardians(settings.state_dir, draft, client)
     return cycle.apply_guardians(draft, answers)
 
 

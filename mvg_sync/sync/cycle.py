@@ -136,7 +136,7 @@ def draft_booking_plan(
             [_with_units(_holds(scope.held, "booking_id"), all_bookings), catalogue_holds], how="vertical_relaxed"
         ),
         unit_left=plan.unit_left,
-        guardian_candidates=candidates.select("patient_id", "patient_id_kind").unique(),
+        guardian_candidates=candidates.select("booking_id", "patient_id", "patient_id_kind"),
         counts={
             "bookings_in_snapshot": bookings.height,
             "desired": scope.desired.height,
@@ -145,11 +145,30 @@ def draft_booking_plan(
     )
 
 
-def check_guardians(draft: BookingDraft, client: Clinic24Client) -> pl.DataFrame:
-    """R12: ask Clinic24 whether each child in the draft has a primary guardian."""
-    rows = [
+def check_guardians(state_dir: Path, draft: BookingDraft, client: Clinic24Client) -> pl.DataFrame:
+    """R12: whether each child in the draft may be pushed (has a primary guardian).
+
+    A child new to the plan is looked up first (`GET RelatedPerson`, one request each). A
+    child already held for a missing guardian is re-checked every run by pushing the visit
+    itself: Clinic24 refuses it per entry with `422 primary-guardian-missing` (held again)
+    until the guardian exists — the same check, a hundred children per request instead of
+    one, so thousands of waiting children do not cost minutes of every run.
+    """
+    con = open_state(state_dir)
+    try:
+        waiting = set(store.guardian_held_keys(con))
+    finally:
+        con.close()
+    candidates = draft.guardian_candidates
+    recheck_by_push = (
+        candidates.group_by("patient_id").agg(pl.col("booking_id").is_in(list(waiting)).all().alias("all_waiting"))
+        .filter("all_waiting").get_column("patient_id").to_list()
+    )
+    new = candidates.filter(~pl.col("patient_id").is_in(recheck_by_push)).select("patient_id", "patient_id_kind").unique()
+    rows = [{"patient_id": pid, "has_primary_guardian": True} for pid in recheck_by_push]
+    rows += [
         {"patient_id": pid, "has_primary_guardian": client.has_primary_guardian(pid, kind)}
-        for pid, kind in draft.guardian_candidates.iter_rows()
+        for pid, kind in new.iter_rows()
     ]
     return pl.DataFrame(rows, schema={"patient_id": pl.Utf8, "has_primary_guardian": pl.Boolean})
 
@@ -418,18 +437,21 @@ def commit_plan(
             )
         written = store.write_plan(con, by_type, plan_id=run_id, now=now)
         crashpoints.reached("after-plan")
+        held = {"bookings": 0, "tickets": 0}
         if bookings is not None:
             holds = pl.concat([bookings.holds, pl.DataFrame(failed[APPOINTMENT], schema=HOLD_COLUMNS)])
             store.replace_holds(con, holds, resource_type=APPOINTMENT, now=now)
+            held["bookings"] = holds.height
             store.replace_unit_departures(
                 con, bookings.unit_left.select(pl.col("booking_id").alias("key"), "unit_hsa_id"), now=now
             )
         if ticket_draft is not None:
             holds = pl.concat([ticket_draft.holds, pl.DataFrame(failed[SERVICE_REQUEST], schema=HOLD_COLUMNS)])
             store.replace_holds(con, holds, resource_type=SERVICE_REQUEST, now=now)
+            held["tickets"] = holds.height
     finally:
         con.close()
-    counts = {rt: vars(w) for rt, w in written.items()}
+    counts = {**{rt: vars(w) for rt, w in written.items()}, "holds": held}
     if ticket_draft is not None:
         # Bases that get no ticket this run (R15 not yet due, R05/R17/R18 rejected) belong in
         # the run's ticket counts too: a run without a new drop still issues what fell due.
@@ -508,6 +530,16 @@ def _location(resource: dict) -> str | None:
     return next((a["identifier"]["value"] for a in actors if a.get("type") == "Location"), None)
 
 
+SETTLED_SCHEMA = {
+    "change_id": pl.Utf8, "outcome": pl.Utf8, "new_status": pl.Utf8, "reason": pl.Utf8, "version": pl.Utf8,
+    "settled_at": pl.Datetime("us", "UTC"), "resource_type": pl.Utf8, "key": pl.Utf8, "target_status": pl.Utf8,
+    "target_start_at": pl.Datetime("us", "UTC"), "target_unit": pl.Utf8, "content_hash": pl.Utf8,
+    "source_sequence": pl.Int64,
+}
+_RECORDED = ("resource_type", "key", "target_status", "target_start_at", "target_unit", "content_hash",
+             "source_sequence")
+
+
 def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[], datetime]) -> dict:
     """Send every pending outbox entry and settle each answer as its batch completes."""
     con = open_state(state_dir)
@@ -519,6 +551,7 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
         if not entries:
             return {"sent": 0}
         type_of = {e["change_id"]: e["resource_type"] for e in entries}
+        entry_of = {e["change_id"]: e for e in entries}
         for e in entries:
             per_type = by_type.setdefault(e["resource_type"], {"sent": 0})
             per_type["sent"] += 1
@@ -531,15 +564,13 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
                 tally[new_status] = tally.get(new_status, 0) + 1
                 per_type = by_type[type_of[o.change_id]]
                 per_type[new_status] = per_type.get(new_status, 0) + 1
+                entry = entry_of[o.change_id]
                 rows.append(
                     {"change_id": o.change_id, "outcome": o.outcome, "new_status": new_status,
-                     "reason": reason, "version": o.version, "settled_at": now}
+                     "reason": reason, "version": o.version, "settled_at": now,
+                     **{k: entry[k] for k in _RECORDED}}
                 )
-            frame = pl.DataFrame(
-                rows,
-                schema={"change_id": pl.Utf8, "outcome": pl.Utf8, "new_status": pl.Utf8, "reason": pl.Utf8,
-                        "version": pl.Utf8, "settled_at": pl.Datetime("us", "UTC")},
-            )
+            frame = pl.DataFrame(rows, schema=SETTLED_SCHEMA)
             with lock:
                 crashpoints.reached("before-settle")
                 store.settle(con, frame)

@@ -267,6 +267,18 @@ def replace_holds(
         raise
 
 
+def guardian_held_keys(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Bookings currently held because the child has no primary guardian (R12)."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT key FROM holds WHERE resource_type = 'Appointment' AND rule = 'R12' "
+            "UNION SELECT key FROM outbox WHERE resource_type = 'Appointment' AND status = 'held' "
+            "AND reason LIKE 'R12%'"
+        ).fetchall()
+    ]
+
+
 def in_doubt_entries(con: duckdb.DuckDBPyConnection, resource_type: str, planned_keys: list[str]) -> list[dict]:
     """Pending entries the new plan would drop although Clinic24 may already hold them.
 
@@ -287,13 +299,15 @@ def in_doubt_entries(con: duckdb.DuckDBPyConnection, resource_type: str, planned
 def pending_entries(con: duckdb.DuckDBPyConnection, resource_type: str | None = None) -> list[dict]:
     """Open entries to push, oldest first, with their stored payloads."""
     cur = con.execute(
-        "SELECT change_id, resource_type, key, payload FROM outbox WHERE status = 'pending' "
+        "SELECT change_id, resource_type, key, payload, target_status, target_start_at, target_unit, "
+        "content_hash, source_sequence FROM outbox WHERE status = 'pending' "
         "AND (? IS NULL OR resource_type = ?) ORDER BY created_at, change_id",
         [resource_type, resource_type],
     )
     return [
-        {"change_id": c, "resource_type": r, "key": k, "resource": json.loads(p)}
-        for c, r, k, p in cur.fetchall()
+        {"change_id": c, "resource_type": r, "key": k, "resource": json.loads(p), "target_status": ts,
+         "target_start_at": start, "target_unit": unit, "content_hash": h, "source_sequence": seq}
+        for c, r, k, p, ts, start, unit, h, seq in cur.fetchall()
     ]
 
 
@@ -306,11 +320,13 @@ UPDATE outbox SET
 FROM settled s WHERE outbox.change_id = s.change_id AND outbox.status = 'pending'
 """
 
+# The settled frame carries what the record needs, so settling a batch never joins the
+# whole outbox (that join grew with every batch of an initial load).
 _RECORD_SQL = """
 INSERT INTO clinic24_record
-SELECT o.resource_type, o.key, o.target_status, o.target_start_at, o.target_unit, o.content_hash,
-       o.source_sequence, s.version, s.settled_at
-FROM outbox o JOIN settled s USING (change_id)
+SELECT s.resource_type, s.key, s.target_status, s.target_start_at, s.target_unit, s.content_hash,
+       s.source_sequence, s.version, s.settled_at
+FROM settled s
 WHERE s.new_status = 'done' AND s.outcome IN ('accepted', 'stale')
 ON CONFLICT (resource_type, key) DO UPDATE SET
     status = excluded.status, start_at = excluded.start_at, unit_hsa_id = excluded.unit_hsa_id,
@@ -322,8 +338,9 @@ ON CONFLICT (resource_type, key) DO UPDATE SET
 def settle(con: duckdb.DuckDBPyConnection, outcomes: pl.DataFrame) -> None:
     """Record one batch's answers: outbox status and, for accepted ones, the record.
 
-    `outcomes` has change_id, outcome, new_status, reason, version, settled_at — see
-    `mvg_sync.sync.push.classify`. One transaction per batch, so a crash loses at most the
+    `outcomes` has change_id, outcome, new_status, reason, version, settled_at and the
+    entry's resource_type, key, target_status, target_start_at, target_unit, content_hash,
+    source_sequence — see `mvg_sync.sync.cycle.push_pending`. One transaction per batch, so a crash loses at most the
     answers of the batch in flight, which the next run re-sends identically.
     """
     con.execute("BEGIN TRANSACTION")

@@ -42,9 +42,9 @@ class World:
     def tickets(self) -> dict[str, dict]:
         return _by_key(self.sandbox.state("ServiceRequest"), "ServiceRequest")
 
-    def writes(self) -> int:
-        """Write requests Clinic24 has received so far (PUTs and batches)."""
-        return sum(1 for r in self.sandbox.requests() if r["method"] in ("PUT", "POST") and "/fhir" in r["path"])
+    def versions(self) -> dict[tuple[str, str], object]:
+        """Every stored resource's version: equal before and after a run that changed nothing."""
+        return {(i["resourceType"], i["identifier"]): i["version"] for i in self.sandbox.state()["resources"]}
 
     def cli(self, *args: str, extra_env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run `mvg-sync` in its own process, as operations would."""
@@ -55,6 +55,12 @@ class World:
             [sys.executable, "-m", "mvg_sync.cli", *args],
             env=env, capture_output=True, text=True, timeout=timeout, cwd=self.root,
         )
+
+
+def rechecks_only(push: dict) -> bool:
+    """A run sent nothing but R12 re-checks: visits of children still held for a missing
+    primary guardian, pushed so that Clinic24 re-checks them (refused, nothing stored)."""
+    return push.get("sent", 0) == push.get("held", 0)
 
 
 def _by_key(state: dict, resource_type: str) -> dict[str, dict]:

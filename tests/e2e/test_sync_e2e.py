@@ -9,7 +9,7 @@ import pytest
 
 from flows.booking_sync import booking_sync
 from mvg_sync.generator import next_region
-from tests.e2e.sync_world import AS_OF, make_world
+from tests.e2e.sync_world import AS_OF, make_world, rechecks_only
 
 
 @pytest.fixture
@@ -47,10 +47,11 @@ def test_r06_first_drop_creates_bookings_and_an_identical_rerun_writes_nothing(w
     assert stored, "nothing reached Clinic24"
     assert {k for k, a in stored.items() if a["status"] == "booked"} == expected_live(world)
     assert all(a["_version"] in (1, "1") for a in stored.values())
-    writes = world.writes()
+    versions = world.versions()
     state, summary = run(AS_OF + timedelta(minutes=1))
     assert state.is_completed(), state.message
-    assert world.writes() == writes, "an unchanged snapshot must send nothing (R10)"
+    assert world.versions() == versions, "an unchanged snapshot must change nothing (R10)"
+    assert rechecks_only(summary["steps"]["push"]), summary["steps"]["push"]
 
 
 def test_r07_r08_r09_r10_next_drop_pushes_exactly_the_ground_truth(world):
@@ -112,9 +113,10 @@ def test_r14_due_tickets_are_issued_once(world):
     tickets = world.tickets()
     assert tickets, "due booking bases must produce tickets"
     assert all(t["status"] == "active" for t in tickets.values())
-    writes = world.writes()
-    run(AS_OF + timedelta(minutes=1))
-    assert world.writes() == writes, "R16: a ticket is issued once"
+    versions = world.versions()
+    _, summary = run(AS_OF + timedelta(minutes=1))
+    assert world.versions() == versions, "R16: a ticket is issued once"
+    assert "ServiceRequest" not in summary["steps"]["push"]
 
 
 def test_flow_run_is_named_after_its_drop_and_publishes_counts(world):

@@ -38,7 +38,9 @@ def comparable(world) -> dict:
 
 
 def sync(world, as_of, *, crash_at: str | None = None):
-    env = prefect_env()
+    # The lifecycle drop ends most tickets on purpose; the guard's ticket-revocation share
+    # (tested in tests/unit/test_sync_cycle.py) is lifted so the story runs through.
+    env = {**prefect_env(), "MVG_MAX_CANCEL_SHARE": "1"}
     if crash_at:
         env["MVG_CRASH_AT"] = crash_at
     return world.cli("sync", "--as-of", as_of.isoformat(), extra_env=env)

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from mvg_sync.sync import store
+from mvg_sync.sync import cycle, store
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -45,11 +45,13 @@ def statuses(con):
     return dict(con.execute("SELECT change_id, status FROM outbox ORDER BY 1").fetchall())
 
 
-def settled(change_id, outcome, new_status, version="1", reason=None):
+def settled(con, change_id, outcome, new_status, version="1", reason=None):
+    """One answer, with the entry's own columns as push_pending passes them."""
+    entry = next(e for e in store.pending_entries(con) if e["change_id"] == change_id)
     return pl.DataFrame(
-        {"change_id": [change_id], "outcome": [outcome], "new_status": [new_status], "reason": [reason],
-         "version": [version], "settled_at": [NOW]},
-        schema_overrides={"settled_at": pl.Datetime("us", "UTC"), "reason": pl.Utf8},
+        [{"change_id": change_id, "outcome": outcome, "new_status": new_status, "reason": reason,
+          "version": version, "settled_at": NOW, **{k: entry[k] for k in cycle._RECORDED}}],
+        schema=cycle.SETTLED_SCHEMA,
     )
 
 
@@ -76,7 +78,7 @@ def test_a_change_no_longer_planned_is_superseded(con):
 
 def test_accepted_answer_updates_the_record_in_the_same_transaction(con):
     store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
-    store.settle(con, settled("run1/Appointment/b1", "accepted", "done"))
+    store.settle(con, settled(con, "run1/Appointment/b1", "accepted", "done"))
     record = store.load_record(con, "Appointment")
     assert record.select("key", "status", "content_hash").rows() == [("b1", "booked", "h1")]
     assert statuses(con) == {"run1/Appointment/b1": "done"}
@@ -86,7 +88,7 @@ def test_accepted_answer_updates_the_record_in_the_same_transaction(con):
 
 def test_transient_answer_leaves_entry_pending_and_record_untouched(con):
     store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
-    store.settle(con, settled("run1/Appointment/b1", "transient", "pending", version=None))
+    store.settle(con, settled(con, "run1/Appointment/b1", "transient", "pending", version=None))
     assert statuses(con) == {"run1/Appointment/b1": "pending"}
     assert store.load_record(con, "Appointment").height == 0
     assert con.execute("SELECT attempts FROM outbox").fetchone()[0] == 1
@@ -94,7 +96,7 @@ def test_transient_answer_leaves_entry_pending_and_record_untouched(con):
 
 def test_dead_letter_stays_dead_until_redrive(con):
     store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
-    store.settle(con, settled("run1/Appointment/b1", "rejected", "dead", version=None, reason="422 invalid"))
+    store.settle(con, settled(con, "run1/Appointment/b1", "rejected", "dead", version=None, reason="422 invalid"))
     store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run2", now=NOW)
     assert statuses(con) == {"run1/Appointment/b1": "dead"}
     assert store.pending_entries(con) == []
