@@ -125,11 +125,15 @@ def test_flow_run_is_named_after_its_drop_and_publishes_counts(world):
     drop = world.drop(world.region).name
     state, summary = run(AS_OF)
     assert state.is_completed(), state.message
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
-        artifacts = client.read_artifacts(limit=50)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+        )
     assert flow_run.name.startswith(f"sync {drop}")
-    counts = next(a for a in artifacts if a.key == "booking-sync-counts" and a.flow_run_id == flow_run.id)
+    counts = next(a for a in artifacts if a.key == "booking-sync-counts")
     assert '"push"' in str(counts.data) or "push" in str(counts.data)
     assert summary["steps"]["push"]["done"] == summary["steps"]["push"]["sent"] > 0
 

@@ -499,7 +499,9 @@ def test_unexpected_error_in_one_drop_rejects_it_as_internal_error_and_logs_the_
     assert [q["rule"] for q in quarantine(state) if q["extract_id"] == "20261126T080200-000002"] == ["internal"]
     assert_unchanged(state, before)
     record = next(r for r in caplog.records if r.levelname == "ERROR")
-    assert record.exc_info is not None
+    # Where another test already installed the filter on this logger, the record arrives with
+    # its traceback rendered and masked (exc_info dropped); filtering again is idempotent.
+    assert record.exc_info is not None or record.exc_text
     PiiFilter().filter(record)
     assert "RuntimeError: bug near XXXXXXXX-XXXX" in record.exc_text
     assert "3268" not in record.exc_text + record.getMessage()

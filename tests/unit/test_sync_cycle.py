@@ -52,7 +52,8 @@ def test_r15_commit_plan_reports_not_due_and_rejected_bases_with_the_ticket_coun
         tmp_path, run_id="run1", bookings=None, ticket_draft=draft, snapshot=snapshot, now=NOW
     )
     assert counts == {
-        "ServiceRequest": {"inserted": 0, "kept": 0, "superseded": 0, "not_due": 2, "rejected": 1}
+        "ServiceRequest": {"inserted": 0, "kept": 0, "superseded": 0, "not_due": 2, "rejected": 1},
+        "holds": {"bookings": 0, "tickets": 0},
     }
 
 
