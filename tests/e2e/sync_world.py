@@ -57,6 +57,21 @@ class World:
         )
 
 
+def prefect_env() -> dict[str, str]:
+    from prefect.settings import PREFECT_API_URL
+
+    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def comparable(world: World) -> dict:
+    """Clinic24's final state without server-side ids: identifier → (status, version, body)."""
+    out = {}
+    for item in world.sandbox.state()["resources"]:
+        body = {k: v for k, v in item["resource"].items() if k not in ("id", "meta")}
+        out[(item["resourceType"], item["identifier"])] = (item["status"], item["version"], body)
+    return out
+
+
 def rechecks_only(push: dict) -> bool:
     """A run sent nothing but R12 re-checks: visits of children still held for a missing
     primary guardian, pushed so that Clinic24 re-checks them (refused, nothing stored)."""

@@ -13,24 +13,9 @@ from datetime import timedelta
 import pytest
 
 from mvg_sync.generator import next_region
-from tests.e2e.sync_world import AS_OF, make_world
+from tests.e2e.sync_world import AS_OF, comparable, make_world, prefect_env
 
 LATER = AS_OF + timedelta(minutes=5)
-
-
-def prefect_env() -> dict[str, str]:
-    from prefect.settings import PREFECT_API_URL
-
-    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
-
-
-def comparable(world) -> dict:
-    """Clinic24's final state without server-side ids: identifier → (status, version, body)."""
-    out = {}
-    for item in world.sandbox.state()["resources"]:
-        body = {k: v for k, v in item["resource"].items() if k not in ("id", "meta")}
-        out[(item["resourceType"], item["identifier"])] = (item["status"], item["version"], body)
-    return out
 
 
 def two_drops(world) -> None:

@@ -14,27 +14,12 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from tests.e2e.sync_world import AS_OF, make_world
+from tests.e2e.sync_world import AS_OF, comparable, make_world, prefect_env
 from tests.e2e.ticket_world import lifecycle
 
 SECOND = AS_OF + timedelta(hours=6)
 N_BOOKINGS = 60  # few appointments, so every batch carries tickets
 BULK = 150  # drop 1 issues ~160 tickets (2-3 batches), drop 2 ends ~106 (2 batches)
-
-
-def prefect_env() -> dict[str, str]:
-    from prefect.settings import PREFECT_API_URL
-
-    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
-
-
-def comparable(world) -> dict:
-    """Clinic24's final state without server-side ids: identifier → (status, version, body)."""
-    out = {}
-    for item in world.sandbox.state()["resources"]:
-        body = {k: v for k, v in item["resource"].items() if k not in ("id", "meta")}
-        out[(item["resourceType"], item["identifier"])] = (item["status"], item["version"], body)
-    return out
 
 
 def sync(world, as_of, *, crash_at: str | None = None):
