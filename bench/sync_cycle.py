@@ -149,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     with setup.phase("imports"):
         warm_imports()
     timer, result, profile = steps(root, as_of, profile=args.profile)
-    total = timer.total()
+    total = timer.total(CYCLE_STEPS)
     print(f"Sync cycle: region of {args.n:,} bookings (loaded {meta['as_of']}), next drop with "
           f"{truth.height:,} changes in the ground truth, sandbox rate limit ON")
     print("  setup (not measured): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.phases.items()))
     print(f"  drops {result.get('drops')}; outcome {result.get('outcome')}; guard {result.get('guard')}")
-    print(f"  changes {result.get('changes')}; held {result.get('holds')}; guardian lookups {result.get('guardian_lookups')}")
+    print(f"  changes {result.get('changes')}; held {result.get('holds')}; guardian candidates {result.get('guardian_candidates')}")
     print(f"  outbox {result.get('outbox')}; push {result.get('push')}")
     print("  wall time per step (the flow's functions, called directly):")
     print_phases(timer, CYCLE_STEPS)

@@ -14,7 +14,7 @@ from mvg_sync.logfilter import install_pii_filter
 from mvg_sync.settings import load_settings
 from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import resolve_as_of, utc_now
-from tasks.ingest import ingest_drops
+from tasks.ingest import ingest_drops, wait_for_drop
 from tasks.sync import (
     check_child_guardians,
     confirm_in_doubt_writes,
@@ -40,24 +40,29 @@ class MassCancellationApproval(RunInput):
 
 
 @flow(name="booking_sync")
-def booking_sync(as_of: str | None = None) -> dict:
-    """One cycle: ingest → validate → plan → guard → push → record.
+def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict:
+    """One cycle: (wait for a drop) → ingest → validate → plan → guard → push → record.
 
     `as_of` (ISO date-time with offset) is "now" for due dates and ages; default: the wall
-    clock. Returns a patient-free summary; a drop held for approval ends the run Failed with
-    a message saying which drop and how to release it (exit status 3 on the command line).
+    clock, read after any wait. `wait_for_drop_s`: when no new drop is in the landing folder,
+    wait up to this long for one before the cycle (the deployment's long-poll, so a drop is
+    synced within a second of landing rather than at the next tick; 0 on the command line).
+    Returns a patient-free summary; a drop held for approval ends the run Failed with a
+    message saying which drop and how to release it (exit status 3 on the command line).
     A cycle that finds another one running (a lock in the state folder) does nothing.
     """
     install_pii_filter()
     settings = load_settings()
-    now = resolve_as_of(as_of)
     started = utc_now()
     run_id = uuid.uuid4().hex[:12]
-    summary: dict = {"run_id": run_id, "as_of": now, "outcome": "done", "steps": {}}
+    summary: dict = {"run_id": run_id, "outcome": "done", "steps": {}}
     with cycle.exclusive_run(settings.state_dir) as alone:
         if not alone:
             summary["outcome"] = "skipped: another sync is running"
             return summary
+        if wait_for_drop_s > 0:
+            summary["steps"]["wait"] = wait_for_drop(settings.landing_dir, settings.state_dir, wait_for_drop_s)
+        summary["as_of"] = now = resolve_as_of(as_of)
         return _cycle(settings, now, run_id, started, summary)
 
 

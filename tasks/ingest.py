@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from mvg_sync.ingest import IngestReport, ingest_pending
+from mvg_sync.ingest import wait_for_drop as _wait_for_drop
 
 ARTIFACT_KEY = "ingest-counts"
 
@@ -40,3 +42,13 @@ def ingest_drops(landing_dir: Path, state_dir: Path, as_of: datetime) -> IngestR
     else:
         logger.info("no new drops")
     return report
+
+
+@task(name="wait-for-drop")
+def wait_for_drop(landing_dir: Path, state_dir: Path, timeout_s: float) -> dict:
+    """Wait up to `timeout_s` for a new drop to land, so it is synced at once, not next tick."""
+    started = time.monotonic()
+    landed = _wait_for_drop(Path(landing_dir), Path(state_dir), timeout_s=timeout_s)
+    waited = round(time.monotonic() - started, 1)
+    get_run_logger().info("%s after %.1f s", "a new drop landed" if landed else "no new drop", waited)
+    return {"waited_s": waited, "drop_landed": landed}

@@ -11,10 +11,11 @@ if TYPE_CHECKING:
         IngestReport,
         ingest_drop,
         ingest_pending,
+        wait_for_drop,
     )
     from mvg_sync.ingest.status import describe_state
 
-__all__ = ["DropReport", "FileCounts", "IngestReport", "describe_state", "ingest_drop", "ingest_pending"]
+__all__ = ["DropReport", "FileCounts", "IngestReport", "describe_state", "ingest_drop", "ingest_pending", "wait_for_drop"]
 
 
 def __getattr__(name: str) -> Any:

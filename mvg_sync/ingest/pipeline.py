@@ -6,7 +6,8 @@ import io
 import logging
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -150,6 +151,39 @@ def ingest_pending(
     finally:
         con.close()
     return report
+
+
+def wait_for_drop(
+    landing_dir: Path,
+    state_dir: Path,
+    *,
+    timeout_s: float,
+    poll_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Long-poll the landing folder: True as soon as an unprocessed drop's manifest is readable.
+
+    A scheduled sync calls this first so a drop that lands between two schedule ticks is
+    taken within `poll_s` instead of waiting for the next tick (issue 4 (b): the tick's wait,
+    not the cycle, dominated the latency). False after `timeout_s` without one; the caller
+    runs its cycle anyway (tickets fall due, held children are re-checked without a drop).
+    Only the folder listing is polled: the state store is read once, for the processed ids.
+    """
+    deadline = clock() + max(timeout_s, 0.0)
+    con = state.connect(state_dir)
+    try:
+        known = {row[0] for row in con.execute("SELECT extract_id FROM drops").fetchall()}
+    finally:
+        con.close()
+    while True:
+        for folder in list_complete_drops(landing_dir):
+            if folder.name not in known and _read_manifest(folder, utc_now()) is not None:
+                return True
+        left = deadline - clock()
+        if left <= 0:
+            return False
+        sleep(min(poll_s, left))
 
 
 def ingest_drop(

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import orjson
 import polars as pl
 
 from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
@@ -145,14 +146,25 @@ def draft_booking_plan(
     )
 
 
-def check_guardians(state_dir: Path, draft: BookingDraft, client: Clinic24Client) -> pl.DataFrame:
-    """R12: whether each child in the draft may be pushed (has a primary guardian).
+# R12 pre-checks per run by `GET RelatedPerson` (one rate-limited request each, ~1 s at the
+# API's 20/s); children beyond it are checked by their visit's batched upsert (see below).
+GUARDIAN_LOOKUPS_PER_RUN = 20
 
-    A child new to the plan is looked up first (`GET RelatedPerson`, one request each). A
-    child already held for a missing guardian is re-checked every run by pushing the visit
-    itself: Clinic24 refuses it per entry with `422 primary-guardian-missing` (held again)
-    until the guardian exists — the same check, a hundred children per request instead of
-    one, so thousands of waiting children do not cost minutes of every run.
+
+def check_guardians(
+    state_dir: Path, draft: BookingDraft, client: Clinic24Client, *, max_lookups: int = GUARDIAN_LOOKUPS_PER_RUN
+) -> pl.DataFrame:
+    """R12: whether each child in the draft may be pushed (has a primary guardian, or is
+    left for Clinic24 to check on the upsert).
+
+    A child new to the plan is looked up first (`GET RelatedPerson`, one request each), up to
+    `max_lookups` per run in patient-id order. Every other child is checked by pushing the
+    visit itself: Clinic24 refuses it per entry with `422 primary-guardian-missing` until the
+    guardian exists, which settles the entry as held (R12) — the same check, atomic with the
+    write, a hundred children per request instead of one. That is how a child already held is
+    re-checked every run, and how an initial load's thousands of children are checked
+    without ~5 minutes of lookups (issue 4 (c)); nothing is created for a child without a
+    guardian either way.
     """
     con = open_state(state_dir)
     try:
@@ -164,11 +176,16 @@ def check_guardians(state_dir: Path, draft: BookingDraft, client: Clinic24Client
         candidates.group_by("patient_id").agg(pl.col("booking_id").is_in(list(waiting)).all().alias("all_waiting"))
         .filter("all_waiting").get_column("patient_id").to_list()
     )
-    new = candidates.filter(~pl.col("patient_id").is_in(recheck_by_push)).select("patient_id", "patient_id_kind").unique()
-    rows = [{"patient_id": pid, "has_primary_guardian": True} for pid in recheck_by_push]
+    new = (
+        candidates.filter(~pl.col("patient_id").is_in(recheck_by_push))
+        .select("patient_id", "patient_id_kind").unique().sort("patient_id")
+    )
+    looked_up, left_to_push = new.head(max_lookups), new.slice(max_lookups)
+    rows = [{"patient_id": pid, "has_primary_guardian": True}
+            for pid in [*recheck_by_push, *left_to_push.get_column("patient_id").to_list()]]
     rows += [
         {"patient_id": pid, "has_primary_guardian": client.has_primary_guardian(pid, kind)}
-        for pid, kind in new.iter_rows()
+        for pid, kind in looked_up.iter_rows()
     ]
     return pl.DataFrame(rows, schema={"patient_id": pl.Utf8, "has_primary_guardian": pl.Boolean})
 
@@ -393,7 +410,7 @@ def _outbox_rows(
         kind, first_hash, first = still_open.get(row[key], (None, None, None))
         if kind == row["change_kind"] and _timeless(first) == _timeless(resource):
             hashes[n] = first_hash
-        payloads.append(json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
+        payloads.append(orjson.dumps(resource).decode())  # compact UTF-8 JSON, as json.dumps gave, ~5x faster
     changes = changes.filter(pl.Series(buildable, dtype=pl.Boolean))
     hashes = [h for h, ok in zip(hashes, buildable, strict=True) if ok]
     start = pl.col("start_at") if "start_at" in changes.columns else pl.lit(None, pl.Datetime("us", "UTC"))

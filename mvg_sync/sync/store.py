@@ -297,7 +297,8 @@ def in_doubt_entries(con: duckdb.DuckDBPyConnection, resource_type: str, planned
 
 
 def pending_entries(con: duckdb.DuckDBPyConnection, resource_type: str | None = None) -> list[dict]:
-    """Open entries to push, oldest first, with their stored payloads."""
+    """Open entries to push, oldest first, with their stored payloads as JSON text
+    (`resource`: the client sends the text as it is, so it is never parsed here)."""
     cur = con.execute(
         "SELECT change_id, resource_type, key, payload, target_status, target_start_at, target_unit, "
         "content_hash, source_sequence FROM outbox WHERE status = 'pending' "
@@ -305,7 +306,7 @@ def pending_entries(con: duckdb.DuckDBPyConnection, resource_type: str | None = 
         [resource_type, resource_type],
     )
     return [
-        {"change_id": c, "resource_type": r, "key": k, "resource": json.loads(p), "target_status": ts,
+        {"change_id": c, "resource_type": r, "key": k, "resource": p, "target_status": ts,
          "target_start_at": start, "target_unit": unit, "content_hash": h, "source_sequence": seq}
         for c, r, k, p, ts, start, unit, h, seq in cur.fetchall()
     ]

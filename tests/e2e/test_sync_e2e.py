@@ -89,6 +89,43 @@ def test_r07_r08_r09_r10_next_drop_pushes_exactly_the_ground_truth(world):
     assert not changed, f"bookings outside the ground truth changed: {sorted(changed)[:5]}"
 
 
+def test_a_waiting_run_syncs_a_drop_that_lands_during_its_wait(world):
+    """The deployment's long-poll (issue 4 (b)): a run started before the drop lands takes it."""
+    import threading
+
+    world.drop(world.region)
+    assert run(AS_OF)[0].is_completed()
+    later = AS_OF + timedelta(minutes=1)
+    region, truth = next_region(world.region, seed=5, as_of=later, creations=3, cancellations=2)
+    landed: list[str] = []
+    writer = threading.Timer(1.5, lambda: landed.append(world.drop(region).name))
+    writer.start()
+    try:
+        state = booking_sync(as_of=later.isoformat(), wait_for_drop_s=60, return_state=True)
+    finally:
+        writer.join()
+    summary = state.result(raise_on_failure=False)
+    assert state.is_completed(), state.message
+    wait = summary["steps"]["wait"]
+    assert wait["drop_landed"] is True
+    assert 1.0 <= wait["waited_s"] < 60, wait
+    assert summary["extract_id"] == landed[0]
+    stored = world.appointments()
+    for booking_id, kind in truth.select("booking_id", "expected_kind").iter_rows():
+        assert stored[str(booking_id)]["status"] == ("booked" if kind == "create" else "cancelled"), (booking_id, kind)
+
+
+def test_a_waiting_run_without_a_drop_still_runs_its_cycle(world):
+    world.drop(world.region)
+    assert run(AS_OF)[0].is_completed()
+    state = booking_sync(as_of=(AS_OF + timedelta(minutes=1)).isoformat(), wait_for_drop_s=1, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    assert state.is_completed(), state.message
+    assert summary["steps"]["wait"]["drop_landed"] is False
+    assert summary["steps"]["wait"]["waited_s"] >= 1.0
+    assert rechecks_only(summary["steps"]["push"]), summary["steps"]["push"]
+
+
 def test_r12_child_digital_visit_is_held_until_a_primary_guardian_exists(world):
     world.drop(world.region)
     run(AS_OF)

@@ -144,3 +144,21 @@ def test_whole_batch_5xx_stays_transient_after_every_attempt() -> None:
         got = client.upsert(entries(2))
     assert [(o.outcome, o.http_status) for o in got] == [("transient", 503)] * 2
     assert fake.batch_requests == 3
+
+
+def test_a_resource_given_as_outbox_json_text_is_sent_as_that_json_verbatim() -> None:
+    bodies: list[dict] = []
+
+    def answer(body: dict) -> httpx.Response:
+        bodies.append(body)
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "batch-response", "entry": [
+            {"response": {"status": "201 Created", "etag": 'W/"1"'}} for _ in body["entry"]
+        ]})
+
+    resource = {"resourceType": "Appointment", "status": "booked", "comment": "Åter om två veckor"}
+    text = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    with client_for(FakeClinic24(answer)) as client:
+        outcomes = client.upsert([UpsertEntry("c-1", "Appointment", "K1", text), *entries(1)])
+    assert [o.outcome for o in outcomes] == ["accepted", "accepted"]
+    sent = [e["resource"] for e in bodies[0]["entry"]]
+    assert sent == [resource, entries(1)[0].resource], "text is embedded as JSON, not as a string"

@@ -234,3 +234,54 @@ def test_r19_mass_ticket_revocation_is_held_like_mass_cancellation(tmp_path):
     assert "30 ticket revocations" in guard.reason
     few = cycle.TicketDraft(revokes.head(4), empty)
     assert not cycle.apply_guard(tmp_path, draft, few, max_share=0.05, floor=20, now=NOW).held
+
+
+class _GuardianLookups:
+    """A client stand-in for `check_guardians`: answers lookups from a set, records each."""
+
+    def __init__(self, with_guardian: set[str]) -> None:
+        self.with_guardian = with_guardian
+        self.asked: list[str] = []
+
+    def has_primary_guardian(self, patient_id: str, kind: str) -> bool:
+        assert kind == "personnummer"
+        self.asked.append(patient_id)
+        return patient_id in self.with_guardian
+
+
+def _guardian_draft(children: dict[str, str]) -> cycle.BookingDraft:
+    """A draft whose only content that matters here: booking id -> child's personnummer."""
+    snapshot = cycle.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    candidates = pl.DataFrame(
+        {"booking_id": list(children), "patient_id": list(children.values()),
+         "patient_id_kind": ["personnummer"] * len(children)}
+    )
+    empty = pl.DataFrame()
+    return cycle.BookingDraft(snapshot, empty, pl.DataFrame(schema=cycle.HOLD_COLUMNS), empty, candidates)
+
+
+def test_r12_new_children_are_looked_up_within_the_budget_and_the_rest_checked_by_the_upsert(tmp_path):
+    children = {f"b{n}": f"2019010{n}1234" for n in range(1, 6)}  # five children, none seen before
+    client = _GuardianLookups(with_guardian={"201901021234"})
+    answers = cycle.check_guardians(tmp_path, _guardian_draft(children), client, max_lookups=2)
+    assert client.asked == ["201901011234", "201901021234"], "lookups in patient-id order, no more than the budget"
+    decided = dict(answers.iter_rows())
+    assert decided == {
+        "201901011234": False,  # looked up: no guardian, held before any push
+        "201901021234": True,  # looked up: has one
+        # beyond the budget: pushed, and Clinic24's 422 primary-guardian-missing holds them
+        "201901031234": True, "201901041234": True, "201901051234": True,
+    }
+
+
+def test_r12_a_child_already_held_is_rechecked_by_the_upsert_not_looked_up_again(tmp_path):
+    con = cycle.open_state(tmp_path)
+    try:
+        held = pl.DataFrame([("b1", UNIT, "R12", "needs primary guardian")], schema=cycle.HOLD_COLUMNS, orient="row")
+        store.replace_holds(con, held, resource_type=cycle.APPOINTMENT, now=NOW)
+    finally:
+        con.close()
+    client = _GuardianLookups(with_guardian=set())
+    answers = cycle.check_guardians(tmp_path, _guardian_draft({"b1": "201901011234", "b2": "201901021234"}), client)
+    assert client.asked == ["201901021234"]
+    assert dict(answers.iter_rows()) == {"201901011234": True, "201901021234": False}
