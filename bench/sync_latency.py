@@ -93,12 +93,13 @@ def run_schedule(
         state = booking_sync(wait_for_drop_s=wait_s, return_state=True)
         ended = utc_now()
         summary = state.result(raise_on_failure=False)
-        steps = summary.get("steps", {}) if isinstance(summary, dict) else {}
-        waited = steps.get("wait", {}).get("waited_s", 0.0)
-        runs.append({"tick": tick, "start": started, "cycle_start": started + timedelta(seconds=waited), "end": ended,
-                     "state": state.type.value, "missed": missed, "push": steps.get("push")})
+        cycles = (summary.get("cycles") or [summary]) if isinstance(summary, dict) else []
+        starts = [c["started_at"] for c in cycles if c.get("started_at")] or [started]
+        runs.append({"tick": tick, "start": started, "end": ended, "state": state.type.value, "missed": missed,
+                     "cycles": [(at, starts[k + 1] if k + 1 < len(starts) else ended) for k, at in enumerate(starts)],
+                     "push": [c.get("steps", {}).get("push") for c in cycles]})
         last_landed = landed()
-        if (last_landed and started + timedelta(seconds=waited) >= last_landed) or (ended - last_drop).total_seconds() > drain_s:
+        if (last_landed and starts[-1] >= last_landed) or (ended - last_drop).total_seconds() > drain_s:
             return runs
         # the next tick on the grid; a run that overran starts at once (concurrency 1, late ticks collapse)
         passed = math.floor((ended - tick).total_seconds() / interval)
@@ -206,23 +207,23 @@ def main(argv: list[str] | None = None) -> int:
     rows = settlements(root / "state", drops)
     accepted = [r for r in rows if r["accepted_at"] is not None]
 
-    def run_of(at: datetime) -> dict | None:
-        return next((r for r in runs if r["start"] <= at <= r["end"]), None)
+    def cycle_of(at: datetime) -> tuple[datetime, datetime] | None:
+        return next((c for r in runs for c in r["cycles"] if c[0] <= at <= c[1]), None)
 
     lat = [(r["accepted_at"] - r["extracted_at"]).total_seconds() for r in accepted]
     write = [(d_l - d_e).total_seconds() for d_e, d_l in {(r["extracted_at"], r["landed_at"]) for r in rows}]
-    # a cycle that starts when the drop lands waits ~0; one that started before (no drop yet) counts 0 too
-    wait = [max((run_of(r["accepted_at"])["cycle_start"] - r["landed_at"]).total_seconds(), 0.0)
-            for r in accepted if run_of(r["accepted_at"])]
-    in_run = [(r["accepted_at"] - max(run_of(r["accepted_at"])["cycle_start"], r["landed_at"])).total_seconds()
-              for r in accepted if run_of(r["accepted_at"])]
+    # a cycle already waiting when the drop lands takes it at once: its wait counts 0
+    wait = [max((cycle_of(r["accepted_at"])[0] - r["landed_at"]).total_seconds(), 0.0)
+            for r in accepted if cycle_of(r["accepted_at"])]
+    in_run = [(r["accepted_at"] - max(cycle_of(r["accepted_at"])[0], r["landed_at"])).total_seconds()
+              for r in accepted if cycle_of(r["accepted_at"])]
     durations = [(r["end"] - r["start"]).total_seconds() for r in runs]
 
     print(f"Sync latency: region of {args.n:,} bookings, {len(drops)} drops of {sum(PER_DROP.values())} changes, "
           f"one every {args.interval:.0f} s for {args.minutes:g} min, booking_sync every {args.interval:.0f} s "
           f"(phase {'random' if args.phase is None else f'{args.phase:g} s'}), each run waiting up to {args.wait:g} s for a drop, "
           f"sandbox rate limit ON")
-    print(f"  runs {len(runs)}: duration p50 {statistics.median(durations):.1f} s, max {max(durations):.1f} s; "
+    print(f"  runs {len(runs)} with {sum(len(r['cycles']) for r in runs)} cycles: duration p50 {statistics.median(durations):.1f} s, max {max(durations):.1f} s; "
           f"ticks missed while a run was busy {sum(r['missed'] for r in runs)}; states "
           f"{sorted({r['state'] for r in runs})}")
     print(f"  changes in the ground truth {len(rows)}, accepted {len(accepted)}, never accepted {len(rows) - len(accepted)}")

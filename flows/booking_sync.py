@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -41,32 +42,57 @@ class MassCancellationApproval(RunInput):
 
 @flow(name="booking_sync")
 def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict:
-    """One cycle: (wait for a drop) → ingest → validate → plan → guard → push → record.
+    """One cycle: ingest → validate → plan → guard → push → record (more when long-polling).
 
     `as_of` (ISO date-time with offset) is "now" for due dates and ages; default: the wall
-    clock, read after any wait. `wait_for_drop_s`: when no new drop is in the landing folder,
-    wait up to this long for one before the cycle (the deployment's long-poll, so a drop is
-    synced within a second of landing rather than at the next tick; 0 on the command line).
-    Returns a patient-free summary; a drop held for approval ends the run Failed with a
-    message saying which drop and how to release it (exit status 3 on the command line).
-    A cycle that finds another one running (a lock in the state folder) does nothing.
+    clock when each cycle starts. `wait_for_drop_s` > 0 is the deployment's long-poll (see
+    `_long_poll`): cycles run as drops land for that long, so a drop is synced within a
+    second of landing rather than at the next tick; the command line uses 0, one cycle.
+    Returns a patient-free summary (the last cycle's, with `cycles` listing each when
+    long-polling); a drop held for approval ends the run Failed with a message saying which
+    drop and how to release it (exit status 3 on the command line). A run that finds another
+    one running (a lock in the state folder) does nothing.
     """
     install_pii_filter()
     settings = load_settings()
-    started = utc_now()
-    run_id = uuid.uuid4().hex[:12]
-    summary: dict = {"run_id": run_id, "outcome": "done", "steps": {}}
     with cycle.exclusive_run(settings.state_dir) as alone:
         if not alone:
-            summary["outcome"] = "skipped: another sync is running"
-            return summary
+            return {"outcome": "skipped: another sync is running", "steps": {}}
         if wait_for_drop_s > 0:
-            summary["steps"]["wait"] = wait_for_drop(settings.landing_dir, settings.state_dir, wait_for_drop_s)
-        summary["as_of"] = now = resolve_as_of(as_of)
-        return _cycle(settings, now, run_id, started, summary)
+            return _long_poll(settings, as_of, wait_for_drop_s)
+        return _cycle(settings, as_of)
 
 
-def _cycle(settings, now, run_id: str, started, summary: dict):
+def _long_poll(settings, as_of: str | None, window_s: float):
+    """Wait for drops for `window_s` and run a cycle for each as it lands; at least one cycle.
+
+    With no drop in the window, the one cycle runs at its end (tickets fall due and held
+    children are re-checked without a drop). A drop that lands while a cycle runs is taken
+    by the next cycle of the same run if the window is still open, else by the next run:
+    one cycle per run let a drop landing during the cycle wait for the next tick.
+    """
+    deadline = time.monotonic() + window_s
+    cycles: list[dict] = []
+    while True:
+        wait = wait_for_drop(settings.landing_dir, settings.state_dir, max(deadline - time.monotonic(), 0.0))
+        if cycles and not wait["drop_landed"]:
+            break
+        result = _cycle(settings, as_of, wait=wait)
+        if not isinstance(result, dict):  # a drop held for approval: the run ends Failed
+            return result
+        cycles.append(result)
+        if time.monotonic() >= deadline:
+            break
+    return {**cycles[-1], "cycles": cycles}
+
+
+def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
+    now = resolve_as_of(as_of)
+    started = utc_now()
+    run_id = uuid.uuid4().hex[:12]
+    summary: dict = {"run_id": run_id, "as_of": now, "started_at": started, "outcome": "done", "steps": {}}
+    if wait is not None:
+        summary["steps"]["wait"] = wait
     summary["steps"]["ingest"] = health.ingest_summary(ingest_drops(settings.landing_dir, settings.state_dir, as_of=now))
     units = fetch_clinic24_units(settings)
     bookings, tickets = _plan(settings, units, now)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from mvg_sync.ingest import IngestReport, ingest_pending
 from mvg_sync.ingest import wait_for_drop as _wait_for_drop
@@ -44,7 +45,7 @@ def ingest_drops(landing_dir: Path, state_dir: Path, as_of: datetime) -> IngestR
     return report
 
 
-@task(name="wait-for-drop")
+@task(name="wait-for-drop", cache_policy=NO_CACHE)
 def wait_for_drop(landing_dir: Path, state_dir: Path, timeout_s: float) -> dict:
     """Wait up to `timeout_s` for a new drop to land, so it is synced at once, not next tick."""
     started = time.monotonic()

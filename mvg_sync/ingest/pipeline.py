@@ -39,6 +39,7 @@ from mvg_sync.ingest.normalise import (
 from mvg_sync.ingest.reader import FileScan, check_bytes, iter_raw_batches, scan_file
 from mvg_sync.quality.checkpoint import DatasetProfile
 from mvg_sync.rules.patient_id import mask_patient_ids
+from mvg_sync.sync import crashpoints
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def ingest_pending(
             drop = _ingest_folder(con, folder, manifest, state_dir, as_of, report, batch_rows)
             known.add(drop.extract_id)
             report.drops.append(drop)
+            crashpoints.reached("after-drop")  # one drop recorded, later ones not yet read
     finally:
         con.close()
     return report
@@ -280,6 +282,7 @@ def _ingest_folder(
     try:
         staged = _validate_drop(con, folder, manifest, drop, state_dir, as_of, batch_rows)
         quarantine = pl.concat(staged.quarantine) if staged.quarantine else None
+        crashpoints.reached("before-record-drop")  # snapshots staged, the drop not yet recorded
         _record(con, manifest, drop, as_of, quarantine=quarantine, snapshots=staged.paths, gap=gap)
     except DropRejected as exc:
         state.discard_snapshot_folder(state_dir, manifest.extract_id)

@@ -95,18 +95,29 @@ def _mark_title(chart: Chart, category: str, name: str, value: float) -> str:
     return f"<title>{escape(category)} – {escape(name)}: {escape(shown)}</title>"
 
 
-def _vbar(chart: Chart, categories: list[str], series: list[list[float]]) -> str:
-    height, left, right, top_pad, bottom = 320, 56, 16, 30, 70
+def _plot_area(
+    chart: Chart, series: list[list[float]], *, height: int, bottom: int, left: int = 56, right: int = 16,
+    top_pad: int = 30,
+) -> tuple[list[str], float, float, float]:
+    """The column and line charts' frame: svg head, legend, value grid with labels.
+
+    Returns the parts so far, the value axis top, and the plot's width and height.
+    """
     plot_w, plot_h = WIDTH - left - right, height - top_pad - bottom
     top = _top(chart, series)
-    parts = [_open(chart, height)]
-    parts += _legend(chart.series, left, 14)
+    parts = [_open(chart, height), *_legend(chart.series, left, 14)]
     for t in _ticks(top):
         y = top_pad + plot_h - plot_h * t / top
         parts.append(f'<line x1="{left}" x2="{WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}" '
                      f'stroke="#ddd"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
                      f'{_tick_label(t, chart.percent)}</text>')
+    return parts, top, plot_w, plot_h
+
+
+def _vbar(chart: Chart, categories: list[str], series: list[list[float]]) -> str:
+    left, right, top_pad = 56, 16, 30
+    parts, top, plot_w, plot_h = _plot_area(chart, series, height=320, bottom=70)
     band = plot_w / len(categories)
     groups = 1 if chart.stacked else len(series)
     bar_w = max(1.0, band * 0.8 / groups)
@@ -176,17 +187,8 @@ def _hbar(chart: Chart, categories: list[str], series: list[list[float]]) -> str
 
 
 def _line(chart: Chart, categories: list[str], series: list[list[float]]) -> str:
-    height, left, right, top_pad, bottom = 300, 56, 16, 30, 60
-    plot_w, plot_h = WIDTH - left - right, height - top_pad - bottom
-    top = _top(chart, series)
-    parts = [_open(chart, height)]
-    parts += _legend(chart.series, left, 14)
-    for t in _ticks(top):
-        y = top_pad + plot_h - plot_h * t / top
-        parts.append(f'<line x1="{left}" x2="{WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}" '
-                     f'stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
-                     f'{_tick_label(t, chart.percent)}</text>')
+    left, top_pad = 56, 30
+    parts, top, plot_w, plot_h = _plot_area(chart, series, height=300, bottom=60)
     band = plot_w / len(categories)
     xs = [left + (i + 0.5) * band for i in range(len(categories))]
     for si, values in enumerate(series):

@@ -300,24 +300,7 @@ def plan_tickets(
     today = local_date(as_of)
     authored_at = as_of.astimezone(UTC)
     _require(
-        bases,
-        "booking_bases",
-        (
-            "basis_id",
-            "patient_id",
-            "patient_id_kind",
-            "patient_name",
-            "care_service",
-            "contact_type",
-            "visit_type",
-            "unit_hsa_id",
-            "monitoring_date",
-            "status",
-            "booking_id",
-            "booked_start_at",
-            "referral_id",
-        ),
-        unique_basis=True,
+        bases, "booking_bases", (*_BASIS_TEXT_COLUMNS, "monitoring_date", "booked_start_at"), unique_basis=True
     )
     _require(care_services, "care_services", ("care_service", "is_web_bookable", "clinic24_role"))
     _require(units, "units", ("unit_hsa_id", "care_level"))

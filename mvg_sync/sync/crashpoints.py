@@ -2,7 +2,8 @@
 
 `MVG_CRASH_AT=<point>[:<n>]` kills the process the n-th time (default first) the point is
 reached. Unset — as in every real deployment — a point costs one dictionary lookup. The
-points sit exactly where a real crash would hurt most: after the outbox is written, after
+points sit exactly where a real crash would hurt most: in ingestion with a drop's snapshots
+staged but the drop not recorded, between two drops, after the outbox is written, after
 Clinic24 applied a batch but before its answers are recorded, and between batches.
 """
 

@@ -54,6 +54,8 @@ def reference(tmp_path_factory, prefect_harness):
 @pytest.mark.parametrize(
     "crash_at",
     [
+        "before-record-drop",  # first drop's snapshots staged, the drop not recorded
+        "after-drop:1",        # first drop recorded, the second not yet read
         "after-plan",          # outbox written, nothing pushed
         "before-settle:1",     # Clinic24 applied the first batch, answer not recorded
         "after-settle:1",      # first batch recorded, the rest not sent

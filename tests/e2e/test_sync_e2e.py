@@ -89,27 +89,35 @@ def test_r07_r08_r09_r10_next_drop_pushes_exactly_the_ground_truth(world):
     assert not changed, f"bookings outside the ground truth changed: {sorted(changed)[:5]}"
 
 
-def test_a_waiting_run_syncs_a_drop_that_lands_during_its_wait(world):
-    """The deployment's long-poll (issue 4 (b)): a run started before the drop lands takes it."""
+def test_a_long_polling_run_syncs_each_drop_as_it_lands(world):
+    """The deployment's long-poll (issue 4 (b)): drops landing during a run's window are each
+    taken by a cycle of that run, the second one whether it lands during the first cycle or
+    after it, instead of waiting for the next scheduled run."""
     import threading
 
     world.drop(world.region)
     assert run(AS_OF)[0].is_completed()
     later = AS_OF + timedelta(minutes=1)
-    region, truth = next_region(world.region, seed=5, as_of=later, creations=3, cancellations=2)
+    first, _ = next_region(world.region, seed=5, as_of=later, creations=3, cancellations=2)
+    second, truth = next_region(first, seed=6, as_of=later + timedelta(minutes=1), creations=2, cancellations=1)
     landed: list[str] = []
-    writer = threading.Timer(1.5, lambda: landed.append(world.drop(region).name))
-    writer.start()
+    writers = [
+        threading.Timer(1.0, lambda: landed.append(world.drop(first).name)),
+        threading.Timer(6.0, lambda: landed.append(world.drop(second).name)),
+    ]
+    for writer in writers:
+        writer.start()
     try:
-        state = booking_sync(as_of=later.isoformat(), wait_for_drop_s=60, return_state=True)
+        state = booking_sync(as_of=(later + timedelta(minutes=1)).isoformat(), wait_for_drop_s=30, return_state=True)
     finally:
-        writer.join()
+        for writer in writers:
+            writer.join()
     summary = state.result(raise_on_failure=False)
     assert state.is_completed(), state.message
-    wait = summary["steps"]["wait"]
-    assert wait["drop_landed"] is True
-    assert 1.0 <= wait["waited_s"] < 60, wait
-    assert summary["extract_id"] == landed[0]
+    cycles = summary["cycles"]
+    assert [c["extract_id"] for c in cycles] == landed, "one cycle per drop, in landing order"
+    assert cycles[0]["steps"]["wait"]["drop_landed"] is True
+    assert 0.5 <= cycles[0]["steps"]["wait"]["waited_s"] < 30, cycles[0]["steps"]["wait"]
     stored = world.appointments()
     for booking_id, kind in truth.select("booking_id", "expected_kind").iter_rows():
         assert stored[str(booking_id)]["status"] == ("booked" if kind == "create" else "cancelled"), (booking_id, kind)
@@ -121,6 +129,7 @@ def test_a_waiting_run_without_a_drop_still_runs_its_cycle(world):
     state = booking_sync(as_of=(AS_OF + timedelta(minutes=1)).isoformat(), wait_for_drop_s=1, return_state=True)
     summary = state.result(raise_on_failure=False)
     assert state.is_completed(), state.message
+    assert len(summary["cycles"]) == 1
     assert summary["steps"]["wait"]["drop_landed"] is False
     assert summary["steps"]["wait"]["waited_s"] >= 1.0
     assert rechecks_only(summary["steps"]["push"]), summary["steps"]["push"]
