@@ -49,15 +49,16 @@ def _local(value: Any, key: str, column: str) -> str:
     """A timezone-aware instant as Stockholm wall time with its offset, e.g. `...T09:30:00+01:00`."""
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise PayloadError(f"{key}: {column} must be a timezone-aware datetime")
-    return _stockholm_iso(value)
+    return _stockholm_iso(value.timestamp())
 
 
 @lru_cache(maxsize=65_536)
-def _stockholm_iso(value: datetime) -> str:
+def _stockholm_iso(epoch_s: float) -> str:
     # A region's bookings share a few thousand slot times; the zone conversion and formatting
-    # dominated building 400k payloads. Equal instants in any zone hash alike and give the same
-    # Stockholm string, so the cache is exact.
-    return value.astimezone(STOCKHOLM).isoformat(timespec="seconds")
+    # dominated building 400k payloads. Keyed by the POSIX instant, not the datetime: two
+    # Stockholm datetimes that differ only by `fold` (02:30 twice at the autumn fall-back)
+    # compare and hash equal, and would share one cached string.
+    return datetime.fromtimestamp(epoch_s, STOCKHOLM).isoformat(timespec="seconds")
 
 
 def _patient_system(kind: Any, key: str) -> str:
@@ -88,9 +89,9 @@ def change_deadline(start_at: datetime) -> datetime:
 
 
 @lru_cache(maxsize=65_536)
-def _deadline_iso(start_at: datetime) -> str:
-    """R24's change deadline as sent (cached like `_stockholm_iso`)."""
-    return change_deadline(start_at).isoformat(timespec="seconds")
+def _deadline_iso(start_epoch_s: float) -> str:
+    """R24's change deadline as sent (cached by instant like `_stockholm_iso`)."""
+    return change_deadline(datetime.fromtimestamp(start_epoch_s, UTC)).isoformat(timespec="seconds")
 
 
 def _utc_minus(value: datetime, delta: timedelta) -> datetime:
@@ -177,7 +178,7 @@ def build_appointment(row: Mapping[str, Any], *, source_sequence: int) -> dict:
         },
         {
             "url": EXT_CHANGE_DEADLINE,
-            "valueDateTime": _deadline_iso(start_at),
+            "valueDateTime": _deadline_iso(start_at.timestamp()),
         },
     ]
     resource: dict[str, Any] = {

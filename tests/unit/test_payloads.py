@@ -292,6 +292,23 @@ def test_r24_change_deadline_is_24_elapsed_hours_across_autumn_dst_change():
     assert change_deadline(start).isoformat() == "2026-10-24T11:00:00+02:00"
 
 
+def test_r24_the_repeated_hour_at_fall_back_keeps_both_offsets():
+    """02:30 happens twice on 2026-10-25 (CEST, then CET). The two Stockholm datetimes differ
+    only by `fold`, so they compare and hash equal: payload formatting (cached per instant for
+    speed) must still send each with its own offset and deadline."""
+    from mvg_sync.timeutil import STOCKHOLM
+
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=STOCKHOLM)  # 00:30 UTC, +02:00
+    second = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=STOCKHOLM)  # 01:30 UTC, +01:00
+    assert first == second and hash(first) == hash(second)  # the trap a cache keyed by datetime falls into
+    sent = [
+        build_appointment(appointment_row(start_at=at, end_at=at + timedelta(hours=2)), source_sequence=1)
+        for at in (first, second)
+    ]
+    assert [r["start"] for r in sent] == ["2026-10-25T02:30:00+02:00", "2026-10-25T02:30:00+01:00"]
+    assert [ext(r, "change-deadline") for r in sent] == ["2026-10-24T02:30:00+02:00", "2026-10-24T03:30:00+02:00"]
+
+
 def test_appointment_contract_rejects_wrong_deadline():
     res = build_appointment(appointment_row(), source_sequence=1)
     for e in res["extension"]:
