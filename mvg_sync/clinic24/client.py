@@ -232,7 +232,8 @@ class Clinic24Client:
     lost is safe. `requests_per_second`/`burst` pace the client below the API's 20/s (burst 40);
     `None` turns pacing off. The client's burst of 30 lets a run's few dozen requests go at
     once (a sync cycle's push is mostly R12 re-check batches) while leaving headroom for the
-    run's other short-lived clients against the server's 40: a 429 costs a whole second. `transport` replaces the network (unit tests).
+    run's other short-lived clients against the server's 40: a 429 costs a whole second.
+    `transport` replaces the network (unit tests).
     """
 
     def __init__(
