@@ -71,6 +71,11 @@ def snapshot_path(state_dir: Path, extract_id: str, dataset: str) -> Path:
     return state_dir / SNAPSHOTS / extract_id / f"{dataset}.parquet"
 
 
+def processed_drop_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every drop folder name with a recorded outcome: discovery skips these."""
+    return {str(r[0]) for r in con.execute("SELECT extract_id FROM drops").fetchall()}
+
+
 def drop_outcome(con: duckdb.DuckDBPyConnection, extract_id: str) -> str | None:
     """The recorded outcome of a drop, or None if it was never processed."""
     row = con.execute("SELECT outcome FROM drops WHERE extract_id = ?", [extract_id]).fetchone()

@@ -135,10 +135,8 @@ def ingest_pending(
     report = IngestReport()
     con = state.connect(state_dir)
     try:
-        known = {row[0] for row in con.execute("SELECT extract_id FROM drops").fetchall()}
-        read = [(folder, _read_manifest(folder, now)) for folder in list_complete_drops(landing_dir)
-                if folder.name not in known]
-        pending = sorted(((f, m) for f, m in read if m is not None), key=_processing_order)
+        known = state.processed_drop_ids(con)
+        pending = sorted(_unprocessed(landing_dir, known, now), key=_processing_order)
         if pending:
             from mvg_sync.quality.checkpoint import warm_up
 
@@ -175,13 +173,12 @@ def wait_for_drop(
     deadline = clock() + max(timeout_s, 0.0)
     con = state.connect(state_dir)
     try:
-        known = {row[0] for row in con.execute("SELECT extract_id FROM drops").fetchall()}
+        known = state.processed_drop_ids(con)
     finally:
         con.close()
     while True:
-        for folder in list_complete_drops(landing_dir):
-            if folder.name not in known and _read_manifest(folder, utc_now()) is not None:
-                return True
+        if _unprocessed(landing_dir, known, utc_now()):
+            return True
         left = deadline - clock()
         if left <= 0:
             return False
@@ -203,6 +200,14 @@ def ingest_drop(
         return _ingest_folder(con, folder, manifest, state_dir, as_of, IngestReport(), batch_rows)
     finally:
         con.close()
+
+
+def _unprocessed(landing_dir: Path, known: set[str], now: datetime) -> list[tuple[Path, Manifest | DropRejected]]:
+    """Drop folders not in `known` whose manifest is complete, each with its manifest or why
+    it is unusable (a manifest still being written is left for later)."""
+    read = [(folder, _read_manifest(folder, now)) for folder in list_complete_drops(landing_dir)
+            if folder.name not in known]
+    return [(folder, manifest) for folder, manifest in read if manifest is not None]
 
 
 def _read_manifest(folder: Path, now: datetime) -> Manifest | DropRejected | None:

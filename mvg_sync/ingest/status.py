@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from mvg_sync import state
 from mvg_sync.ingest.manifest import MANIFEST, manifest_being_written
 from mvg_sync.state import STATE_FILE
 from mvg_sync.timeutil import utc_now
@@ -50,11 +51,7 @@ def describe_state(
         pointers = con.execute(
             "SELECT dataset, extract_id, accepted_at FROM snapshot_pointer ORDER BY dataset"
         ).fetchall()
-        known = (
-            {str(r[0]) for r in con.execute("SELECT extract_id FROM drops").fetchall()}
-            if landing_dir is not None
-            else set()
-        )
+        known = state.processed_drop_ids(con) if landing_dir is not None else set()
     finally:
         con.close()
     lines = _describe_landing(landing_dir, known, last_drops, now)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from contracts.snapshots import SNAPSHOT_MODELS, SnapshotContractError, validate_snapshot
+from mvg_sync.generator.personnummer import luhn_check_digit
 from mvg_sync.ingest import testing as t
 from mvg_sync.ingest.columns import LAYOUT_BY_DATASET
 from mvg_sync.ingest.normalise import normalise
@@ -92,11 +94,7 @@ PATIENT_DATASETS = ("bookings", "booking_bases", "events")
 
 
 def _luhn_digit(nine: str) -> str:
-    total = 0
-    for i, ch in enumerate(nine):
-        digit = int(ch) * (2 if i % 2 == 0 else 1)
-        total += digit - 9 if digit > 9 else digit
-    return str((10 - total % 10) % 10)
+    return str(luhn_check_digit(np.array([[int(c) for c in nine]]))[0])
 
 
 def _with_patient(dataset: str, patient_id: str, kind: str) -> pl.DataFrame:
