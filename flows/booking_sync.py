@@ -15,7 +15,7 @@ from mvg_sync.logfilter import install_pii_filter
 from mvg_sync.settings import load_settings
 from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import resolve_as_of, utc_now
-from tasks.ingest import ingest_drops, wait_for_drop
+from tasks.ingest import document_drop_quality, ingest_drops, wait_for_drop
 from tasks.sync import (
     check_child_guardians,
     confirm_in_doubt_writes,
@@ -51,7 +51,8 @@ def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict
     Returns a patient-free summary (the last cycle's, with `cycles` listing each when
     long-polling); a drop held for approval ends the run Failed with a message saying which
     drop and how to release it (exit status 3 on the command line). A run that finds another
-    one running (a lock in the state folder) does nothing.
+    one running (a lock in the state folder) does nothing. GX validation results and Data
+    Docs of the drops ingested are written last, after the push.
     """
     install_pii_filter()
     settings = load_settings()
@@ -59,8 +60,11 @@ def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict
         if not alone:
             return {"outcome": "skipped: another sync is running", "steps": {}}
         if wait_for_drop_s > 0:
-            return _long_poll(settings, as_of, wait_for_drop_s)
-        return _cycle(settings, as_of)
+            result = _long_poll(settings, as_of, wait_for_drop_s)
+        else:
+            result = _cycle(settings, as_of)
+        document_drop_quality(settings.state_dir)  # after the push: GX is off the hot path
+        return result
 
 
 def _long_poll(settings, as_of: str | None, window_s: float):

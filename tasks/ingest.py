@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mvg_sync.ingest import IngestReport, ingest_pending
 from mvg_sync.ingest import wait_for_drop as _wait_for_drop
+from mvg_sync.quality.document import document_drops
 
 ARTIFACT_KEY = "ingest-counts"
 
@@ -53,3 +54,13 @@ def wait_for_drop(landing_dir: Path, state_dir: Path, timeout_s: float) -> dict:
     waited = round(time.monotonic() - started, 1)
     get_run_logger().info("%s after %.1f s", "a new drop landed" if landed else "no new drop", waited)
     return {"waited_s": waited, "drop_landed": landed}
+
+
+@task(name="document-drop-quality", cache_policy=NO_CACHE)
+def document_drop_quality(state_dir: Path) -> list[str]:
+    """GX validation results and Data Docs for the drops ingested since the last call, after
+    their push, so GX's import and context cost stays off the path to Clinic24 (issue 12)."""
+    report = document_drops(Path(state_dir))
+    if report.documented:
+        get_run_logger().info("Data Docs written for %d drop(s)", len(report.documented))
+    return report.documented

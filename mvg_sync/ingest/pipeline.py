@@ -37,7 +37,9 @@ from mvg_sync.ingest.normalise import (
     normalise_rows,
 )
 from mvg_sync.ingest.reader import FileScan, check_bytes, iter_raw_batches, scan_file
-from mvg_sync.quality.checkpoint import DatasetProfile
+from mvg_sync.quality.checkpoint import PROFILE_SCHEMA, DatasetProfile
+from mvg_sync.quality.document import save_profile
+from mvg_sync.quality.gate import evaluate
 from mvg_sync.rules.patient_id import mask_patient_ids
 from mvg_sync.sync import crashpoints
 from mvg_sync.timeutil import STOCKHOLM, utc_now
@@ -137,10 +139,6 @@ def ingest_pending(
     try:
         known = state.processed_drop_ids(con)
         pending = sorted(_unprocessed(landing_dir, known, now), key=_processing_order)
-        if pending:
-            from mvg_sync.quality.checkpoint import warm_up
-
-            warm_up(state_dir / "gx")
         for folder, manifest in pending:
             if folder.name in known:
                 continue
@@ -588,9 +586,11 @@ def _check_snapshot_contract(name: str, dataset: str, frame: pl.DataFrame) -> No
 
 
 def _check_quality(profile: list[dict[str, object]], drop: DropReport, state_dir: Path) -> None:
-    from mvg_sync.quality.checkpoint import check_drop
-
-    result = check_drop(profile, state_dir=state_dir)
+    """The suites' gate on the drop profile, without GX on the way to the push (issue 12); the
+    GX run and Data Docs follow from the same profile after the push (`quality.document`)."""
+    frame = pl.DataFrame(profile, schema=PROFILE_SCHEMA)
+    save_profile(state_dir, drop.extract_id, frame)
+    result = evaluate(frame)
     drop.warnings.extend(result.warnings)
     if result.failures:
         raise DropRejected("quality: " + "; ".join(result.failures), file=None, rule="quality")

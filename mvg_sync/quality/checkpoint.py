@@ -1,5 +1,8 @@
 """Great Expectations on per-drop profiles: checks no single row can see (volume, mix, freshness).
 
+The gate that decides a drop evaluates the same suites without GX (`gate.py`); this module
+runs them through GX for validation results and Data Docs after the push (`document.py`).
+
 GX has no Polars engine and its SQL path fails on DuckDB (STACK-NOTES), so it validates a
 one-row-per-dataset pandas profile of the drop, never the rows themselves. Suites are data
 (`contracts/gx/<dataset>.json`); each expectation's `meta.severity` decides whether a failure
@@ -14,12 +17,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
-
-if TYPE_CHECKING:
-    from mvg_sync.ingest.normalise import Normalised
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "contracts" / "gx"
 CHECKPOINT = "drop-profile"
@@ -98,16 +98,6 @@ class DatasetProfile:
         }
 
 
-def profile_row(
-    dataset: str, normalised: Normalised, *, extracted_at: datetime, previous_rows: int | None,
-    as_of: datetime,
-) -> dict[str, object]:
-    """One dataset of a drop as aggregates: size, change, shares, freshness (no row data)."""
-    profile = DatasetProfile(dataset)
-    profile.observe(normalised.frame, normalised.rows_in)
-    return profile.row(extracted_at=extracted_at, previous_rows=previous_rows, as_of=as_of)
-
-
 _LOCK = threading.Lock()
 _CONTEXT: dict[str, Any] = {}
 
@@ -169,25 +159,6 @@ def _context(docs_dir: Path) -> Any:
         return context
 
 
-def warm_up(docs_dir: Path) -> threading.Thread:
-    """Build the GX context in a background thread while the CSVs are hashed and parsed.
-
-    Importing GX and building the context costs 2-4 s of mostly Python work; hashing, DuckDB
-    and Polars release the GIL, so the two overlap. A failure here is re-raised by the
-    checkpoint run itself, which waits on the same lock.
-    """
-
-    def build() -> None:
-        try:
-            _context(docs_dir)
-        except Exception:  # noqa: BLE001, S110 - reported by the real run
-            pass
-
-    thread = threading.Thread(target=build, name="gx-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
 def run_checkpoint(profile: pl.DataFrame, docs_dir: Path) -> QualityResult:
     """Validate a drop profile through the checkpoint (Data Docs under `docs_dir`)."""
     context = _context(docs_dir)
@@ -205,8 +176,3 @@ def run_checkpoint(profile: pl.DataFrame, docs_dir: Path) -> QualityResult:
                    f"[{config.kwargs.get('min_value')}, {config.kwargs.get('max_value')}] ({meta.get('why', '')})"
             (outcome.failures if meta.get("severity") == "reject" else outcome.warnings).append(text)
     return outcome
-
-
-def check_drop(profile_rows: list[dict[str, object]], *, state_dir: Path) -> QualityResult:
-    """Run the checkpoint on a drop's profile; Data Docs land in `$MVG_STATE_DIR/gx/`."""
-    return run_checkpoint(pl.DataFrame(profile_rows, schema=PROFILE_SCHEMA), state_dir / "gx")
