@@ -47,6 +47,9 @@ def test_r06_first_drop_creates_bookings_and_an_identical_rerun_writes_nothing(w
     assert stored, "nothing reached Clinic24"
     assert {k for k, a in stored.items() if a["status"] == "booked"} == expected_live(world)
     assert all(a["_version"] in (1, "1") for a in stored.values())
+    # GX ran after the push (issue 12): Data Docs written, no profile left waiting
+    assert (world.state / "gx" / "index.html").exists()
+    assert not list((world.state / "gx" / "profiles").glob("*.parquet"))
     versions = world.versions()
     state, summary = run(AS_OF + timedelta(minutes=1))
     assert state.is_completed(), state.message
