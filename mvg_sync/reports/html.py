@@ -55,6 +55,7 @@ def _table(view: View) -> str:
     frame = view.frame
     numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
     percent = set(view.percent_columns)
+    ids = set(view.id_columns)
     shown = frame.head(MAX_HTML_ROWS)
     head = "".join(f'<th scope="col">{escape(c)}</th>' for c in frame.columns)
     rows = []
@@ -63,7 +64,12 @@ def _table(view: View) -> str:
         cls = ' class="flag"' if flag_index is not None and _is_truthy(row[flag_index]) else ""
         cells = []
         for name, value in zip(frame.columns, row, strict=True):
-            text = format_percent(value) if name in percent else format_value(value)
+            if name in percent:
+                text = format_percent(value)
+            elif name in ids and value is not None:
+                text = str(value)
+            else:
+                text = format_value(value)
             td = '<td class="num">' if name in numeric else "<td>"
             cells.append(f"{td}{escape(text)}</td>")
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")

@@ -24,7 +24,8 @@ class View:
 
     `frame` carries Swedish column labels (what managers read). `highlight` names a column
     whose truthy value (true, non-empty text, non-zero) marks the row in HTML.
-    `percent_columns` hold shares 0..1 shown as per cent.
+    `percent_columns` hold shares 0..1 shown as per cent. `id_columns` are integer
+    identifiers (sequence numbers) shown without digit grouping; other integers are counts.
     """
 
     name: str
@@ -32,15 +33,17 @@ class View:
     note: str = ""
     highlight: str | None = None
     percent_columns: tuple[str, ...] = ()
+    id_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 31 or _SHEET_FORBIDDEN.search(self.name):
             raise ValueError(f"view name {self.name!r} is not a valid sheet name (<= 31 chars, no []:*?/\\)")
         if self.highlight is not None and self.highlight not in self.frame.columns:
             raise ValueError(f"highlight column {self.highlight!r} is not in view {self.name!r}")
-        missing = [c for c in self.percent_columns if c not in self.frame.columns]
+        missing = [c for c in (*self.percent_columns, *self.id_columns)
+                   if c not in self.frame.columns]
         if missing:
-            raise ValueError(f"percent columns {missing} are not in view {self.name!r}")
+            raise ValueError(f"percent or id columns {missing} are not in view {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ def pseudonymise(report: Report) -> Report:
             frame=frame,
             highlight=v.highlight if v.highlight in frame.columns else None,
             percent_columns=tuple(c for c in v.percent_columns if c in frame.columns),
+            id_columns=tuple(c for c in v.id_columns if c in frame.columns),
         ))
     return replace(
         report,
