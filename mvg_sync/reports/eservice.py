@@ -144,7 +144,7 @@ def build_eservice_report(
               stacked=True, horizontal=True, max_categories=25),
     )
     views = (
-        View("Avvikelser", breaches, highlight="Avvikelser",
+        View("Avvikelser", breaches,
              note="E-tjänsthändelser som bryter mot R24–R27."),
         View("Alla e-tjänsthändelser", detail, highlight="Avvikelser",
              note="Varje av- och ombokning med orsak via e-tjänst (R28), oavsett användare."),

@@ -48,13 +48,13 @@ LISTING_LABELS = {
     "rule": "Regel",
     "reason_sv": "Orsak",
     "unit_name": "Enhet",
-    "key": "Boknings-/underlagsID",
     "kind": "Typ",
+    "key": "ID",  # BokningsID for a booking, UnderlagsID for a ticket's basis (see Typ)
     "start_at": "Besökstid",
-    "monitoring_date": "Bevakningsdatum",
     "patient_id": "Personnummer",
     "patient_name": "Namn",
     "care_service": "Vårdtjänst",
+    "monitoring_date": "Bevakningsdatum",
     "since": "Spärrad sedan",
     "unit_hsa_id": "EnhetHSAID",
 }
@@ -77,6 +77,16 @@ def held_entries(con: duckdb.DuckDBPyConnection, present: set[str]) -> pl.DataFr
     frame = con.sql(_HELD_SQL, params={"r12": R12}).pl()
     assert isinstance(frame, pl.DataFrame)
     return frame.select([pl.col(c).cast(t) for c, t in HELD_SCHEMA.items()])
+
+
+def _without_own_rule(frame: pl.DataFrame) -> pl.DataFrame:
+    # The rule id stands in its own column beside the reason: `R12: behöver …` would say it twice.
+    # A reason naming further rules (`R17: …; R18: …`) is kept whole.
+    prefix = pl.concat_str(pl.col("rule"), pl.lit(": "))
+    single = pl.col("reason_sv").str.starts_with(prefix) & ~pl.col("reason_sv").str.contains("; ", literal=True)
+    return frame.with_columns(
+        pl.when(single).then(pl.col("reason_sv").str.slice(pl.col("rule").str.len_chars() + 2))
+        .otherwise(pl.col("reason_sv")).alias("reason_sv"))
 
 
 def _rule_order() -> list[pl.Expr]:
@@ -134,7 +144,8 @@ def held_listing(held: pl.DataFrame, datasets: Mapping[str, pl.DataFrame] | None
             pl.col("resource_type").alias("kind"),
         )
     )
-    frame = translate_frame(frame, {"reason_sv": translate_reason, "kind": RESOURCE_TYPE})
+    frame = _without_own_rule(translate_frame(frame, {"reason_sv": translate_reason,
+                                                      "kind": RESOURCE_TYPE}))
     frame = frame.sort([*_rule_order(), "unit_name", "start_at", "monitoring_date", "key"],
                        nulls_last=True)
     labels = dict(LISTING_LABELS)
@@ -153,7 +164,7 @@ def held_per_unit(held: pl.DataFrame, datasets: Mapping[str, pl.DataFrame] | Non
         .agg(pl.len().cast(pl.Int64).alias("held"), pl.col("since").min().alias("oldest_since"))
         .with_columns(pl.col("reason").alias("reason_sv"))
     )
-    frame = translate_frame(frame, {"reason_sv": translate_reason})
+    frame = _without_own_rule(translate_frame(frame, {"reason_sv": translate_reason}))
     return (
         frame.sort([*_rule_order(), "unit_name", "reason"], nulls_last=True)
         .select(list(PER_UNIT_LABELS)).rename(PER_UNIT_LABELS)

@@ -11,6 +11,9 @@ from mvg_sync.reports.svg import render_chart
 # Beyond this a table is cut in the page (the XLSX and CSV files hold every row): a browser
 # stays responsive and the file small enough to mail.
 MAX_HTML_ROWS = 2000
+# Text without spaces up to this length (ids, HSA-ids, codes) is kept on one line.
+_TOKEN_MAX = 32
+_LONG_TEXT = 24
 
 # The policy forbids every fetch: the page cannot load anything even if a value smuggled
 # markup past the escaping.
@@ -36,6 +39,8 @@ th, td { border: 1px solid #d0d0d0; padding: .2rem .45rem; text-align: left;
          vertical-align: top; }
 th { background: #eef2f6; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.nw { white-space: nowrap; }
+td.txt { min-width: 14rem; }
 tr.flag td { background: #fdecea; }
 tbody tr:nth-child(even):not(.flag) td { background: #fafafa; }
 footer { margin-top: 2rem; color: #555; font-size: .85rem; }
@@ -51,9 +56,14 @@ def _is_truthy(value: object) -> bool:
     return bool(value)
 
 
+def _is_token(text: str) -> bool:
+    return 0 < len(text) <= _TOKEN_MAX and not any(c.isspace() for c in text)
+
+
 def _table(view: View) -> str:
     frame = view.frame
     numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
+    temporal = {c for c, t in frame.schema.items() if t.is_temporal()}
     percent = set(view.percent_columns)
     ids = set(view.id_columns)
     shown = frame.head(MAX_HTML_ROWS)
@@ -70,7 +80,16 @@ def _table(view: View) -> str:
                 text = str(value)
             else:
                 text = format_value(value)
-            td = '<td class="num">' if name in numeric else "<td>"
+            if name in numeric:
+                td = '<td class="num">'
+            elif name in temporal or _is_token(text):
+                # a date, time or id broken over two lines is misread
+                td = '<td class="nw">'
+            elif len(text) > _LONG_TEXT:
+                # a wide table squeezes its wrappable columns: keep long text readable
+                td = '<td class="txt">'
+            else:
+                td = "<td>"
             cells.append(f"{td}{escape(text)}</td>")
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
     if not rows:

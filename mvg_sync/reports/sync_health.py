@@ -281,9 +281,10 @@ def _latency(health: SyncHealth) -> pl.DataFrame:
     p95 = lat["p95_s"]
     return pl.DataFrame([{
         "R11 uppfylld (p95 < 300 s)": None if p95 is None else p95 < R11_TARGET_S,
-        "p95 (s)": p95,
-        "p50 (s)": lat["p50_s"],
-        "max (s)": lat["max_s"],
+        # tenths of a second: finer is noise against a 300 s target
+        "p95 (s)": None if p95 is None else round(p95, 1),
+        "p50 (s)": None if lat["p50_s"] is None else round(lat["p50_s"], 1),
+        "max (s)": None if lat["max_s"] is None else round(lat["max_s"], 1),
         "Andel under 5 min": lat["share_under_5_min"],
         "Accepterade": int(lat["accepted"] or 0),
         "Före uttaget (klockfel)": int(lat["clock_skewed"] or 0),
@@ -345,7 +346,7 @@ def build_sync_health_report(
         View("Översikt", _overview(health),
              note="Perioden gäller leveranser, ändringar, latens och karantän; spärrar, "
                   "misslyckade ändringar, enheter och godkännanden är läget nu."),
-        View("Spärrade bokningar", listing, highlight="Regel",
+        View("Spärrade bokningar", listing,
              note="Skickas inte till Clinic24 förrän orsaken är åtgärdad; prövas om varje "
                   "körning. R12: barnets digitala besök kräver en primär vårdnadshavare "
                   "registrerad i Clinic24 — registrera vårdnadshavaren, så skickas bokningen."),

@@ -168,16 +168,18 @@ def test_r12_held_bookings_are_listed_per_unit_first_with_booking_ids_and_patien
     report = build_sync_health_report(_health(state), datasets=_datasets())
     views = {v.name: v.frame for v in report.views}
     listing = views["Spärrade bokningar"]
-    assert listing.columns[:4] == ["Regel", "Orsak", "Enhet", "Boknings-/underlagsID"]
-    assert listing.select("Regel", "Enhet", "Boknings-/underlagsID").rows() == [
+    assert listing.columns[:5] == ["Regel", "Orsak", "Enhet", "Typ", "ID"]
+    assert listing.select("Regel", "Enhet", "ID").rows() == [
         ("R12", "Bollnäs hälsocentral", "K2"),  # same unit: earlier visit first
         ("R12", "Bollnäs hälsocentral", "K1"),
         ("R12", "Edsbyn hälsocentral", "K3"),  # held by Clinic24's answer (outbox), unit from the entry
         ("R05", "Alfta hälsocentral", "K5"),
         ("R18", "Bollnäs hälsocentral", "U1"),
     ]
-    assert set(listing.filter(pl.col("Regel") == "R12")["Orsak"]) == {"R12: behöver primär vårdnadshavare"}
-    assert listing["Orsak"][4] == ("R18: kontakttyp 'Mottagningsbesök' motsäger digital vårdtjänst "
+    # the rule id stands in its own column, the reason beside it in Swedish
+    assert set(listing.filter(pl.col("Regel") == "R12")["Orsak"]) == {"behöver primär vårdnadshavare"}
+    assert listing["Orsak"][3] == "vårdtjänsten saknar roll i Clinic24"
+    assert listing["Orsak"][4] == ("kontakttyp 'Mottagningsbesök' motsäger digital vårdtjänst "
                                    "(väntat 'Distansbesök - video')")
     assert listing["Typ"].to_list() == ["Bokning"] * 4 + ["Bokningsbiljett"]
     assert listing["Personnummer"][0] == "20190505-2383" and listing["Namn"][0] == "Bo Tvåsson"
