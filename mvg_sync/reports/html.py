@@ -117,13 +117,14 @@ def render_html(report: Report) -> str:
         f"</figure>"
         for i, c in enumerate(report.charts, start=1)
     )
-    sections = "".join(
+    sections = [
         f'<section id="view-{i}"><h2>{escape(v.name)}</h2>'
         + (f'<p class="note">{escape(v.note)}</p>' if v.note else "")
         + _table(v)
         + "</section>"
         for i, v in enumerate(report.views, start=1)
-    )
+    ]
+    lead, rest = "".join(sections[:report.lead_views]), "".join(sections[report.lead_views:])
     generated = (f"Skapad {format_value(report.generated_at)}. "
                  if report.generated_at is not None else "")
     privacy = ""
@@ -141,8 +142,9 @@ def render_html(report: Report) -> str:
         f"<header><h1>{escape(report.title)}</h1>"
         f'<p class="intro">{escape(report.intro)}</p>{facts}</header>'
         f"<nav><ul>{toc}</ul></nav>"
+        + lead
         + (f'<section class="charts"><h2>Diagram</h2>{charts}</section>' if charts else "")
-        + sections
+        + rest
         + f"<footer>{escape(generated + privacy)}Källa: Cosmic via mvg-sync.</footer>"
         "</body></html>\n"
     )

@@ -82,6 +82,7 @@ class Report:
     stems to frames with the fixed English columns of operations.md. The column sets name the
     columns (Swedish labels or English names) that hold personnummer, patient names or free
     text that may hold personal data: they decide file permissions and pseudonymisation.
+    The first `lead_views` views come before the charts in HTML (what the reader acts on).
     """
 
     name: str
@@ -96,6 +97,7 @@ class Report:
     patient_name_columns: frozenset[str] = frozenset()
     free_text_columns: frozenset[str] = frozenset()
     pseudonymised: bool = False
+    lead_views: int = 0
 
     def __post_init__(self) -> None:
         if not _STEM.match(self.name):

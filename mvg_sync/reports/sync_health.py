@@ -406,4 +406,5 @@ def build_sync_health_report(
         generated_at=generated_at,
         patient_id_columns=held_rows.PATIENT_ID,
         patient_name_columns=held_rows.PATIENT_NAME,
+        lead_views=3,  # overview and the held list before the operational charts
     )

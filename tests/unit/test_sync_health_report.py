@@ -233,6 +233,8 @@ def test_sync_health_page_and_workbook_say_statuses_and_reasons_in_swedish(state
     assert views["Karantän"].select("Regel", "Orsak").rows() == [("R13", "fel kontrollsiffra")]
     assert set(views["Leveranser"]["Utfall"]) == {"Godkänd", "Avvisad"}
     page = render_html(report)
+    # what a manager acts on comes before the operational charts
+    assert page.index("<h2>Spärrade bokningar</h2>") < page.index("<h2>Diagram</h2>")
     # table cells and chart labels only: the page's own markup is English by nature
     cells = " ".join(re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", page))
     chart_text = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", page))
