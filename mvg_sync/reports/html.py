@@ -56,6 +56,10 @@ def _is_truthy(value: object) -> bool:
     return bool(value)
 
 
+def _rows(n: int) -> str:
+    return "1 rad" if n == 1 else f"{format_value(n)} rader"
+
+
 def _is_token(text: str) -> bool:
     return 0 < len(text) <= _TOKEN_MAX and not any(c.isspace() for c in text)
 
@@ -109,7 +113,7 @@ def render_html(report: Report) -> str:
         items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts)
         facts = f'<dl class="facts">{items}</dl>'
     toc = "".join(
-        f'<li><a href="#view-{i}">{escape(v.name)}</a> ({v.frame.height} rader)</li>'
+        f'<li><a href="#view-{i}">{escape(v.name)}</a> ({_rows(v.frame.height)})</li>'
         for i, v in enumerate(report.views, start=1)
     )
     charts = "".join(
