@@ -153,7 +153,8 @@ def pseudonymise(report: Report) -> Report:
         ))
     return replace(
         report,
-        title=f"{report.title} (pseudonymiserad)",
+        # a report without patients (HSL, tickets) is the same report: its title says nothing
+        title=f"{report.title} (pseudonymiserad)" if report.holds_patient_data else report.title,
         views=tuple(views),
         csv={k: _pseudonymise_frame(f, report) for k, f in report.csv.items()},
         pseudonymised=True,
