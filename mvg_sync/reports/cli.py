@@ -108,7 +108,7 @@ def build_control_reports(
         monitoring_from=period.booked_from, monitoring_to=period.booked_to, generated_at=as_of,
     )
     built_3 = clock()
-    health_report = build_sync_health_report(health, generated_at=as_of)
+    health_report = build_sync_health_report(health, datasets=datasets, generated_at=as_of)
     if timings is not None:
         timings["build eservice+hsl_coverage"] = built_12 - started
         timings["read state; build tickets; sync-health queries"] = built_3 - built_12

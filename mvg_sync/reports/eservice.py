@@ -6,18 +6,23 @@ from datetime import date, datetime
 
 import polars as pl
 
+from mvg_sync.reports.format import display_patient_id
+from mvg_sync.reports.labels import BREACH, EVENT_TYPE, translated
 from mvg_sync.reports.model import Chart, Report, View
 from mvg_sync.rules.eservice import LOCAL_TZ, EserviceResult
 
-BREACH_TEXT = {
-    "R24": "R24 ändrad mindre än 24 h före besöket",
-    "R25": "R25 ombokad utanför -7/+14 dagar",
-    "R26": "R26 vårdtjänsten får inte av-/ombokas av patienten",
-    "R27": "R27 underlaget lades inte åter på väntelistan",
-}
+BREACH_TEXT = BREACH
 
-# R29's columns first, in the order of Cosmic's own list, then the control columns.
+# What a manager acts on first (breaches, unit, event, times), then R29's columns in the order
+# of Cosmic's own list, then the ids. eservice.csv keeps the spec's order (rules.eservice).
 DETAIL_LABELS = {
+    "breaches": "Avvikelser",
+    "breach_text": "Avvikelser (förklaring)",
+    "unit_name": "Enhet",
+    "event_type": "Typ",
+    "registered_at": "När",
+    "previous_start": "Tidigare tid",
+    "new_start": "Ny tid",
     "monitoring_date": "Bevakningsdatum",
     "booking_date": "Bokningsdatum",
     "patient_id": "Personnummer",
@@ -27,23 +32,21 @@ DETAIL_LABELS = {
     "booking_info": "Bokningsinformation",
     "rebook_reason": "Ombokningsorsak",
     "cancel_reason": "Avbokningsorsak",
-    "registered_at": "När",
     "user_name": "Av vem",
-    "breaches": "Avvikelser",
-    "breach_text": "Avvikelser (förklaring)",
-    "event_type": "Typ",
-    "previous_start": "Tidigare tid",
-    "new_start": "Ny tid",
-    "unit_name": "Enhet",
     "unit_hsa_id": "EnhetHSAID",
     "event_id": "HändelseID",
     "booking_id": "BokningsID",
 }
 
+# Breaches first after unit and week: they are what a manager follows up.
 SUMMARY_LABELS = {
-    "unit_hsa_id": "EnhetHSAID",
     "unit_name": "Enhet",
     "week": "Vecka",
+    "events_with_breach": "Händelser med avvikelse",
+    "breaches_r24": "R24 < 24 h",
+    "breaches_r25": "R25 utanför -7/+14 d",
+    "breaches_r26": "R26 ej tillåten tjänst",
+    "breaches_r27": "R27 ej åter på väntelista",
     "cancellations": "Avbokningar (alla)",
     "rebookings": "Ombokningar (alla)",
     "eservice_cancellations": "Avbokningar via e-tjänst",
@@ -51,22 +54,13 @@ SUMMARY_LABELS = {
     "eservice_share": "E-tjänstandel",
     "eservice_cancel_share": "E-tjänstandel avbokningar",
     "eservice_rebook_share": "E-tjänstandel ombokningar",
-    "breaches_r24": "R24 < 24 h",
-    "breaches_r25": "R25 utanför -7/+14 d",
-    "breaches_r26": "R26 ej tillåten tjänst",
-    "breaches_r27": "R27 ej åter på väntelista",
-    "events_with_breach": "Händelser med avvikelse",
+    "unit_hsa_id": "EnhetHSAID",
 }
 SUMMARY_PERCENT = ("E-tjänstandel", "E-tjänstandel avbokningar", "E-tjänstandel ombokningar")
 
 PATIENT_ID = frozenset({"Personnummer", "patient_id"})
 PATIENT_NAME = frozenset({"Namn", "patient_name"})
 FREE_TEXT = frozenset({"Bokningsinformation", "booking_info"})
-
-
-def _display_patient_id(col: str) -> pl.Expr:
-    # 12 digits shown as Cosmic shows them, YYYYMMDD-NNNN.
-    return pl.concat_str(pl.col(col).str.slice(0, 8), pl.lit("-"), pl.col(col).str.slice(8))
 
 
 def _breach_text() -> pl.Expr:
@@ -82,9 +76,8 @@ def detail_view_frame(detail: pl.DataFrame) -> pl.DataFrame:
     return (
         detail.with_columns(
             pl.col("registered_at", "previous_start", "new_start").dt.convert_time_zone(LOCAL_TZ),
-            _display_patient_id("patient_id").alias("patient_id"),
-            pl.col("event_type").replace_strict({"cancel": "Avbokad", "rebook": "Ombokad"},
-                                                default=pl.col("event_type")),
+            display_patient_id("patient_id").alias("patient_id"),
+            translated("event_type", EVENT_TYPE),
             breach_text=_breach_text(),
         )
         .select(list(DETAIL_LABELS))
@@ -109,7 +102,7 @@ def build_eservice_report(
     """Report 1 from `eservice_report`'s result; the arguments are shown as the report's period."""
     detail = detail_view_frame(result.detail)
     breaches = detail.filter(pl.col("Avvikelser") != "")
-    summary = result.summary.rename(SUMMARY_LABELS)
+    summary = result.summary.select(list(SUMMARY_LABELS)).rename(SUMMARY_LABELS)
 
     weekly = (
         result.summary.group_by("week")
@@ -151,7 +144,7 @@ def build_eservice_report(
               stacked=True, horizontal=True, max_categories=25),
     )
     views = (
-        View("Avvikelser", breaches, highlight="Avvikelser",
+        View("Avvikelser", breaches,
              note="E-tjänsthändelser som bryter mot R24–R27."),
         View("Alla e-tjänsthändelser", detail, highlight="Avvikelser",
              note="Varje av- och ombokning med orsak via e-tjänst (R28), oavsett användare."),

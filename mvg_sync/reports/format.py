@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NBSP = "\u00a0"
 
@@ -40,3 +42,8 @@ def format_value(value: object) -> str:
     if isinstance(value, int | float):
         return format_number(value)
     return str(value)
+
+
+def display_patient_id(col: str) -> pl.Expr:
+    """12 digits shown as Cosmic shows them, `YYYYMMDD-NNNN` (null stays null)."""
+    return pl.concat_str(pl.col(col).str.slice(0, 8), pl.lit("-"), pl.col(col).str.slice(8))

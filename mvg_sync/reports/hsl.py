@@ -12,25 +12,26 @@ from mvg_sync.rules.hsl import HslResult
 
 WEEKDAYS_SV = ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag")
 
+# Unit, day and profession first (what a manager acts on), unit type and HSA-id last.
 COVERAGE_LABELS = {
     "unit_name": "Enhet",
-    "unit_hsa_id": "EnhetHSAID",
-    "unit_type": "Enhetstyp",
     "date": "Datum",
     "weekday": "Veckodag",
     "profession": "Yrkesgrupp",
     "web_slots": "Webbtider",
     "released_at_0700": "Släppta kl. 07",
     "compliant": "Uppfyller HSL",
+    "unit_type": "Enhetstyp",
+    "unit_hsa_id": "EnhetHSAID",
 }
 PER_UNIT_LABELS = {
     "unit_name": "Enhet",
-    "unit_hsa_id": "EnhetHSAID",
     "profession": "Yrkesgrupp",
-    "weekdays": "Vardagar",
     "non_compliant_days": "Dagar utan webbtid",
+    "weekdays": "Vardagar",
     "web_slots": "Webbtider",
     "released_at_0700": "Släppta kl. 07",
+    "unit_hsa_id": "EnhetHSAID",
 }
 MARKER_LABELS = {
     "unit_hsa_id": "EnhetHSAID",

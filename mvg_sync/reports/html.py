@@ -11,6 +11,9 @@ from mvg_sync.reports.svg import render_chart
 # Beyond this a table is cut in the page (the XLSX and CSV files hold every row): a browser
 # stays responsive and the file small enough to mail.
 MAX_HTML_ROWS = 2000
+# Text without spaces up to this length (ids, HSA-ids, codes) is kept on one line.
+_TOKEN_MAX = 32
+_LONG_TEXT = 24
 
 # The policy forbids every fetch: the page cannot load anything even if a value smuggled
 # markup past the escaping.
@@ -36,6 +39,8 @@ th, td { border: 1px solid #d0d0d0; padding: .2rem .45rem; text-align: left;
          vertical-align: top; }
 th { background: #eef2f6; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.nw { white-space: nowrap; }
+td.txt { min-width: 14rem; }
 tr.flag td { background: #fdecea; }
 tbody tr:nth-child(even):not(.flag) td { background: #fafafa; }
 footer { margin-top: 2rem; color: #555; font-size: .85rem; }
@@ -51,10 +56,20 @@ def _is_truthy(value: object) -> bool:
     return bool(value)
 
 
+def _rows(n: int) -> str:
+    return "1 rad" if n == 1 else f"{format_value(n)} rader"
+
+
+def _is_token(text: str) -> bool:
+    return 0 < len(text) <= _TOKEN_MAX and not any(c.isspace() for c in text)
+
+
 def _table(view: View) -> str:
     frame = view.frame
     numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
+    temporal = {c for c, t in frame.schema.items() if t.is_temporal()}
     percent = set(view.percent_columns)
+    ids = set(view.id_columns)
     shown = frame.head(MAX_HTML_ROWS)
     head = "".join(f'<th scope="col">{escape(c)}</th>' for c in frame.columns)
     rows = []
@@ -63,8 +78,22 @@ def _table(view: View) -> str:
         cls = ' class="flag"' if flag_index is not None and _is_truthy(row[flag_index]) else ""
         cells = []
         for name, value in zip(frame.columns, row, strict=True):
-            text = format_percent(value) if name in percent else format_value(value)
-            td = '<td class="num">' if name in numeric else "<td>"
+            if name in percent:
+                text = format_percent(value)
+            elif name in ids and value is not None:
+                text = str(value)
+            else:
+                text = format_value(value)
+            if name in numeric:
+                td = '<td class="num">'
+            elif name in temporal or _is_token(text):
+                # a date, time or id broken over two lines is misread
+                td = '<td class="nw">'
+            elif len(text) > _LONG_TEXT:
+                # a wide table squeezes its wrappable columns: keep long text readable
+                td = '<td class="txt">'
+            else:
+                td = "<td>"
             cells.append(f"{td}{escape(text)}</td>")
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
     if not rows:
@@ -84,7 +113,7 @@ def render_html(report: Report) -> str:
         items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts)
         facts = f'<dl class="facts">{items}</dl>'
     toc = "".join(
-        f'<li><a href="#view-{i}">{escape(v.name)}</a> ({v.frame.height} rader)</li>'
+        f'<li><a href="#view-{i}">{escape(v.name)}</a> ({_rows(v.frame.height)})</li>'
         for i, v in enumerate(report.views, start=1)
     )
     charts = "".join(
@@ -92,13 +121,14 @@ def render_html(report: Report) -> str:
         f"</figure>"
         for i, c in enumerate(report.charts, start=1)
     )
-    sections = "".join(
+    sections = [
         f'<section id="view-{i}"><h2>{escape(v.name)}</h2>'
         + (f'<p class="note">{escape(v.note)}</p>' if v.note else "")
         + _table(v)
         + "</section>"
         for i, v in enumerate(report.views, start=1)
-    )
+    ]
+    lead, rest = "".join(sections[:report.lead_views]), "".join(sections[report.lead_views:])
     generated = (f"Skapad {format_value(report.generated_at)}. "
                  if report.generated_at is not None else "")
     privacy = ""
@@ -116,8 +146,9 @@ def render_html(report: Report) -> str:
         f"<header><h1>{escape(report.title)}</h1>"
         f'<p class="intro">{escape(report.intro)}</p>{facts}</header>'
         f"<nav><ul>{toc}</ul></nav>"
+        + lead
         + (f'<section class="charts"><h2>Diagram</h2>{charts}</section>' if charts else "")
-        + sections
+        + rest
         + f"<footer>{escape(generated + privacy)}Källa: Cosmic via mvg-sync.</footer>"
         "</body></html>\n"
     )

@@ -24,7 +24,8 @@ class View:
 
     `frame` carries Swedish column labels (what managers read). `highlight` names a column
     whose truthy value (true, non-empty text, non-zero) marks the row in HTML.
-    `percent_columns` hold shares 0..1 shown as per cent.
+    `percent_columns` hold shares 0..1 shown as per cent. `id_columns` are integer
+    identifiers (sequence numbers) shown without digit grouping; other integers are counts.
     """
 
     name: str
@@ -32,15 +33,17 @@ class View:
     note: str = ""
     highlight: str | None = None
     percent_columns: tuple[str, ...] = ()
+    id_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 31 or _SHEET_FORBIDDEN.search(self.name):
             raise ValueError(f"view name {self.name!r} is not a valid sheet name (<= 31 chars, no []:*?/\\)")
         if self.highlight is not None and self.highlight not in self.frame.columns:
             raise ValueError(f"highlight column {self.highlight!r} is not in view {self.name!r}")
-        missing = [c for c in self.percent_columns if c not in self.frame.columns]
+        missing = [c for c in (*self.percent_columns, *self.id_columns)
+                   if c not in self.frame.columns]
         if missing:
-            raise ValueError(f"percent columns {missing} are not in view {self.name!r}")
+            raise ValueError(f"percent or id columns {missing} are not in view {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Report:
     stems to frames with the fixed English columns of operations.md. The column sets name the
     columns (Swedish labels or English names) that hold personnummer, patient names or free
     text that may hold personal data: they decide file permissions and pseudonymisation.
+    The first `lead_views` views come before the charts in HTML (what the reader acts on).
     """
 
     name: str
@@ -93,6 +97,7 @@ class Report:
     patient_name_columns: frozenset[str] = frozenset()
     free_text_columns: frozenset[str] = frozenset()
     pseudonymised: bool = False
+    lead_views: int = 0
 
     def __post_init__(self) -> None:
         if not _STEM.match(self.name):
@@ -144,10 +149,12 @@ def pseudonymise(report: Report) -> Report:
             frame=frame,
             highlight=v.highlight if v.highlight in frame.columns else None,
             percent_columns=tuple(c for c in v.percent_columns if c in frame.columns),
+            id_columns=tuple(c for c in v.id_columns if c in frame.columns),
         ))
     return replace(
         report,
-        title=f"{report.title} (pseudonymiserad)",
+        # a report without patients (HSL, tickets) is the same report: its title says nothing
+        title=f"{report.title} (pseudonymiserad)" if report.holds_patient_data else report.title,
         views=tuple(views),
         csv={k: _pseudonymise_frame(f, report) for k, f in report.csv.items()},
         pseudonymised=True,

@@ -115,14 +115,18 @@ def _plot_area(
     return parts, top, plot_w, plot_h
 
 
+MAX_BAR_WIDTH = 56.0
+
+
 def _vbar(chart: Chart, categories: list[str], series: list[list[float]]) -> str:
     left, right, top_pad = 56, 16, 30
     parts, top, plot_w, plot_h = _plot_area(chart, series, height=320, bottom=70)
     band = plot_w / len(categories)
     groups = 1 if chart.stacked else len(series)
-    bar_w = max(1.0, band * 0.8 / groups)
+    # A lone category would otherwise get one bar across the whole plot.
+    bar_w = max(1.0, min(band * 0.8 / groups, MAX_BAR_WIDTH))
     for ci, category in enumerate(categories):
-        x0 = left + ci * band + band * 0.1
+        x0 = left + ci * band + (band - bar_w * groups) / 2
         base = 0.0
         for si, values in enumerate(series):
             v = values[ci]

@@ -8,34 +8,35 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
+from mvg_sync.reports.labels import TICKET_STATUS, translate_frame, translate_reason
 from mvg_sync.reports.model import Chart, Report, View
 from mvg_sync.rules.ticket_report import TicketReport, ticket_report
 from mvg_sync.rules.tickets import plan_tickets
 
 SERVICE_REQUEST = "ServiceRequest"
-STATUS_SV = {"pending": "Väntande", "issued": "Utfärdad", "used": "Använd",
-             "revoked": "Återkallad", "rejected": "Avvisad"}
+STATUS_SV = TICKET_STATUS
+# Status and reason first (what a manager acts on), then unit, basis and dates, ids last.
 DETAIL_LABELS = {
-    "basis_id": "UnderlagsID",
-    "unit_name": "Enhet",
-    "unit_hsa_id": "EnhetHSAID",
-    "care_service": "Vårdtjänst",
     "status": "Status",
-    "is_due": "Förfallen",
+    "reason": "Orsak",
+    "unit_name": "Enhet",
+    "basis_id": "UnderlagsID",
+    "care_service": "Vårdtjänst",
     "monitoring_date": "Bevakningsdatum",
     "due_date": "Utfärdas från",
+    "is_due": "Förfallen",
     "issued_at": "Utfärdad",
     "booked_at": "Bokad",
     "hours_to_booking": "Timmar till bokning",
     "week": "Vecka",
-    "reason": "Orsak",
+    "unit_hsa_id": "EnhetHSAID",
 }
 SUMMARY_LABELS = {
-    "unit_hsa_id": "EnhetHSAID",
     "unit_name": "Enhet",
     "week": "Vecka",
     **{s: STATUS_SV[s] for s in STATUS_SV},
     "median_hours_to_booking": "Median timmar till bokning",
+    "unit_hsa_id": "EnhetHSAID",
 }
 
 _RECORD_SQL = (
@@ -115,7 +116,7 @@ def build_tickets_report(
 ) -> Report:
     """Report 3 as a `Report` (Swedish labels; no patient data: basis ids only)."""
     detail = (
-        result.detail.with_columns(pl.col("status").replace_strict(STATUS_SV))
+        translate_frame(result.detail, {"status": STATUS_SV, "reason": translate_reason})
         .select(list(DETAIL_LABELS)).rename(DETAIL_LABELS)
     )
     summary = result.summary.select(list(SUMMARY_LABELS)).rename(SUMMARY_LABELS)

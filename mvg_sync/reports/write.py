@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from io import BytesIO
@@ -24,6 +26,14 @@ SHARED_FILE = 0o644
 XLSX_DATETIME = "yyyy-mm-dd hh:mm"
 XLSX_DATE = "yyyy-mm-dd"
 XLSX_PERCENT = "0.0%"
+# Counts as whole numbers with digit grouping: Excel shows `#,##0` in the reader's locale
+# (`11 000` in Swedish Excel), never with decimals. Identifiers (sequence numbers) ungrouped.
+XLSX_COUNT = "#,##0"
+XLSX_ID = "0"
+XLSX_DECIMAL = "#,##0.0"
+INTEGER_DTYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32,
+                  pl.UInt64)
+FLOAT_DTYPES = (pl.Float32, pl.Float64)
 TABLE_STYLE = "Table Style Light 9"
 
 # Views with more rows than this skip xlsxwriter's per-cell Python loop (~10 us a cell here:
@@ -33,9 +43,37 @@ FAST_SHEET_ROWS = 2_000
 _EXCEL_EPOCH_US = -2_209_161_600_000_000  # 1899-12-30T00:00 as microseconds since 1970
 _US_PER_DAY = 86_400_000_000
 _EXCEL_MAX_TEXT = 32_767
-_FAST_TABLE = "FastTable"
+_CELL_REF = re.compile(r"^([A-Za-z]{1,3}\d+|[RrCc]\d*|[Rr]\d*[Cc]\d*)$")
 # Characters XML 1.0 forbids; Cosmic free text can carry them (pasted from other systems).
 _XML_ILLEGAL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]"
+
+
+def table_name(view_name: str, taken: set[str]) -> str:
+    """An Excel table name from a sheet name: ASCII letters, digits and `_`, unique in `taken`.
+
+    `Täckning per dag` -> `Tackning_per_dag`. Excel refuses spaces, most punctuation, a leading
+    digit and names that read as cell references (`R24`, `A1`), so those get a `T_` prefix.
+    """
+    ascii_name = unicodedata.normalize("NFKD", view_name).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_")[:200] or "Tabell"
+    if not name[0].isalpha() or _CELL_REF.match(name):
+        name = f"T_{name}"
+    candidate, n = name, 2
+    while candidate.lower() in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+def _number_format(view: View, name: str, dtype: pl.DataType) -> str | None:
+    """The Excel format of one column: per cent, identifier, count or decimal (None: text)."""
+    if name in view.percent_columns:
+        return XLSX_PERCENT
+    if dtype in INTEGER_DTYPES:
+        return XLSX_ID if name in view.id_columns else XLSX_COUNT
+    if dtype in FLOAT_DTYPES:
+        return XLSX_DECIMAL
+    return None
 
 
 def _write_bytes(path: Path, data: bytes, mode: int) -> None:
@@ -83,6 +121,7 @@ class _FastSheet:
     index: int
     frame: pl.DataFrame
     formats: dict[str, Format]
+    table: str
 
 
 def _xml_text(expr: pl.Expr) -> pl.Expr:
@@ -157,7 +196,8 @@ def _column_widths(frame: pl.DataFrame) -> list[float]:
     return widths
 
 
-def _add_fast_sheet(workbook: Workbook, view: View, frame: pl.DataFrame, index: int) -> _FastSheet:
+def _add_fast_sheet(workbook: Workbook, view: View, frame: pl.DataFrame, index: int,
+                    table: str) -> _FastSheet:
     sheet = workbook.add_worksheet(view.name)
     formats: dict[str, Format] = {}
     for name, dtype in frame.schema.items():
@@ -165,26 +205,27 @@ def _add_fast_sheet(workbook: Workbook, view: View, frame: pl.DataFrame, index: 
             formats[name] = workbook.add_format({"num_format": XLSX_DATETIME})
         elif dtype == pl.Date:
             formats[name] = workbook.add_format({"num_format": XLSX_DATE})
-        elif name in view.percent_columns:
-            formats[name] = workbook.add_format({"num_format": XLSX_PERCENT})
+        elif (number := _number_format(view, name, dtype)) is not None:
+            formats[name] = workbook.add_format({"num_format": number})
     # The table is declared over the header and one row, and widened when the rows are spliced
     # in: xlsxwriter checks a table's range for overlaps cell by cell (2 s for 1.9M cells).
     sheet.add_table(0, 0, 1, frame.width - 1, {
         "columns": [{"header": name} for name in frame.columns],
         "style": TABLE_STYLE,
         "autofilter": True,
-        "name": f"{_FAST_TABLE}{index}",
+        "name": table,
     })
     for j, width in enumerate(_column_widths(frame)):
         sheet.set_column(j, j, width, formats.get(frame.columns[j]))
     sheet.freeze_panes(1, 0)
-    return _FastSheet(index=index, frame=frame, formats=formats)
+    return _FastSheet(index=index, frame=frame, formats=formats, table=table)
 
 
 def _splice_rows(xlsx: bytes, fast: list[_FastSheet]) -> bytes:
     """Insert the fast sheets' rows into the closed workbook (one pass over the zip)."""
     by_name = {f"xl/worksheets/sheet{f.index}.xml": f for f in fast}
-    by_table = {f'name="{_FAST_TABLE}{f.index}"': f for f in fast}
+    # displayName appears on the table element only (a column may share the table's name).
+    by_table = {f'displayName="{f.table}"': f for f in fast}
     out = BytesIO()
     with zipfile.ZipFile(BytesIO(xlsx)) as src, \
             zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
@@ -221,7 +262,8 @@ def _widen_table(data: bytes, by_table: dict[str, _FastSheet]) -> bytes:
 
 
 def xlsx_bytes(report: Report) -> bytes:
-    """One sheet per view: header frozen, autofilter on, dates and times as Excel dates.
+    """One sheet per view: header frozen, autofilter on, dates and times as Excel dates,
+    counts as whole numbers, each table named after its sheet (ASCII, `table_name`).
 
     Views over `FAST_SHEET_ROWS` rows take the column-wise fast path (same table, filter,
     frozen header and date styles; strings stored inline instead of shared).
@@ -237,20 +279,25 @@ def xlsx_bytes(report: Report) -> bytes:
     })
     workbook.set_properties({"title": report.title, "comments": report.intro})
     fast: list[_FastSheet] = []
+    taken: set[str] = set()
     for index, view in enumerate(report.views, start=1):
         frame = _excel_frame(view)
+        table = table_name(view.name, taken)
         if frame.width and frame.height > FAST_SHEET_ROWS:
-            fast.append(_add_fast_sheet(workbook, view, frame, index))
+            fast.append(_add_fast_sheet(workbook, view, frame, index, table))
             continue
         sheet = workbook.add_worksheet(view.name)
         if frame.width == 0:
             continue
+        numbers = {name: fmt for name, dtype in frame.schema.items()
+                   if (fmt := _number_format(view, name, dtype)) is not None}
         frame.write_excel(
             workbook=workbook,
             worksheet=sheet,
+            table_name=table,
             table_style=TABLE_STYLE,
             dtype_formats={pl.Datetime: XLSX_DATETIME, pl.Date: XLSX_DATE},
-            column_formats=dict.fromkeys(view.percent_columns, XLSX_PERCENT) or None,
+            column_formats=numbers or None,
             autofilter=True,
             autofit=True,
             freeze_panes=(1, 0),

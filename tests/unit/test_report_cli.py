@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import stat
 from datetime import datetime
 
@@ -54,10 +55,44 @@ def test_report_writes_all_four_reports_with_the_csv_columns(state_dir, tmp_path
         assert _header(out / name)[: len(columns)] == columns, name
     statuses = {row["status"] for row in csv.DictReader(io.StringIO((out / "tickets.csv").read_text()))}
     assert statuses and statuses <= {"pending", "issued", "used", "revoked", "rejected"}
-    # aggregates only: shared; report 1 names patients: owner-only
-    assert stat.S_IMODE((out / "sync_health.csv").stat().st_mode) == 0o644
+    # tickets: basis ids only, shared; report 1 and sync health (its held list) name patients
     assert stat.S_IMODE((out / "tickets.csv").stat().st_mode) == 0o644
+    assert stat.S_IMODE((out / "sync_health.csv").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "eservice.csv").stat().st_mode) == 0o600
+
+
+def test_report_counts_are_integers_in_csv_and_xlsx_and_tables_are_named(state_dir, tmp_path,
+                                                                          monkeypatch):
+    from openpyxl import load_workbook
+
+    monkeypatch.setenv("MVG_STATE_DIR", str(state_dir))
+    out = tmp_path / "out"
+    assert main(["report", "--as-of", AS_OF.isoformat(), "--from", "2026-11-01",
+                 "--to", "2026-11-25", "--out", str(out)]) == 0
+    health = list(csv.DictReader(io.StringIO((out / "sync_health.csv").read_text("utf-8"))))
+    counted = [r["value"] for r in health if r["measure"] in ("drops", "rows_quarantined", "accepted")]
+    assert counted and all(v.isdigit() for v in counted), counted  # `4`, never `4.0`
+    slots = [r["web_slots"] for r in csv.DictReader(io.StringIO((out / "hsl_coverage.csv").read_text()))]
+    assert slots and all(v.isdigit() for v in slots)
+
+    seen_counts = 0
+    for name in ("eservice", "hsl_coverage", "tickets", "sync_health"):
+        workbook = load_workbook(out / f"{name}.xlsx")
+        for ws in workbook.worksheets:
+            assert len(ws.tables) == 1, (name, ws.title)
+            table = next(iter(ws.tables))
+            assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table), table
+            assert not re.fullmatch(r"(Frame|FastTable|Table)\d+", table), table
+            header = [c.value for c in ws[1]]
+            for row in ws.iter_rows(min_row=2):
+                for label, cell in zip(header, row, strict=True):
+                    assert ".000" not in cell.number_format, (name, ws.title, label)
+                    if "andel" in str(label).lower():
+                        assert cell.number_format == "0.0%", (name, ws.title, label)
+                    elif isinstance(cell.value, int) and not isinstance(cell.value, bool):
+                        assert cell.number_format in ("#,##0", "0"), (name, ws.title, label)
+                        seen_counts += 1
+    assert seen_counts > 50
 
 
 def test_report_default_period_is_yesterday(state_dir, tmp_path, monkeypatch, capsys):

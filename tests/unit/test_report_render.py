@@ -200,3 +200,54 @@ def test_report_objects_refuse_bad_names():
         Report(name="r", title="", intro="", views=(View("V", frame), View("V", frame)))
     with pytest.raises(ValueError, match="lacks columns"):
         Chart("c", frame, "x", ("a",))
+
+
+def test_r29_detail_views_put_breaches_unit_event_and_times_first_csv_keeps_spec_order(reports):
+    detail = reports[0].views[1].frame
+    assert detail.columns[:7] == ["Avvikelser", "Avvikelser (förklaring)", "Enhet", "Typ", "När",
+                                  "Tidigare tid", "Ny tid"]
+    assert set(detail["Typ"]) == {"Avbokad", "Ombokad"}
+    summary = reports[0].views[2].frame
+    assert summary.columns[:3] == ["Enhet", "Vecka", "Händelser med avvikelse"]
+    assert reports[0].csv["eservice"].columns[:7] == [
+        "event_id", "event_type", "unit_hsa_id", "registered_at", "previous_start", "new_start",
+        "breaches"]
+
+
+def test_xlsx_table_names_are_ascii_sheet_names_valid_for_excel(tmp_path):
+    from openpyxl import load_workbook
+
+    from mvg_sync.reports.write import table_name
+
+    taken: set[str] = set()
+    assert table_name("Täckning per dag", taken) == "Tackning_per_dag"
+    assert table_name("Översikt", taken) == "Oversikt"
+    assert table_name("Översikt", taken) == "Oversikt_2"  # unique in the workbook
+    assert table_name("R24", taken) == "T_R24"  # a cell reference is no table name
+    assert table_name("2026", taken) == "T_2026"
+    assert table_name("Släppta kl 07", taken) == "Slappta_kl_07"
+
+    frame = pl.DataFrame({"Antal": [11000, 3], "Andel": [0.5, 1.0], "Sekunder": [1.25, 2.0]})
+    views = (View("Avbokningar", frame), View("Döda ändringar", frame.head(0)))
+    path = write_report(Report(name="t", title="T", intro="", views=views), tmp_path)[1]
+    workbook = load_workbook(path)
+    assert [list(ws.tables) for ws in workbook.worksheets] == [["Avbokningar"], ["Doda_andringar"]]
+    sheet = workbook.worksheets[0]
+    assert sheet["A2"].value == 11000 and sheet["A2"].number_format == "#,##0"
+    assert sheet["C2"].number_format == "#,##0.0"
+
+
+def test_xlsx_big_sheet_counts_are_integers_and_its_table_is_named(tmp_path):
+    from openpyxl import load_workbook
+
+    from mvg_sync.reports.write import FAST_SHEET_ROWS
+
+    n = FAST_SHEET_ROWS + 3
+    frame = pl.DataFrame({"Sekvens": list(range(n)), "Antal": [7] * n, "Andel": [0.5] * n})
+    view = View("Täckning per dag", frame, percent_columns=("Andel",), id_columns=("Sekvens",))
+    path = write_report(Report(name="big", title="T", intro="", views=(view,)), tmp_path)[1]
+    sheet = load_workbook(path).worksheets[0]
+    assert list(sheet.tables) == ["Tackning_per_dag"]
+    assert sheet.tables["Tackning_per_dag"].ref == f"A1:C{n + 1}"
+    assert [sheet.cell(n + 1, c).number_format for c in (1, 2, 3)] == ["0", "#,##0", "0.0%"]
+    assert sheet.cell(n + 1, 2).value == 7

@@ -111,3 +111,28 @@ def test_r19_summary_counts_statuses_per_unit_and_week_with_median_of_used():
         "median_hours_to_booking": [3.0, None],
     })
     assert_frame_equal(summarise_tickets(detail), expected)
+
+
+def test_r17_r18_report_views_say_status_and_reason_in_swedish_while_csv_keeps_codes():
+    from mvg_sync.reports.tickets import build_tickets_report
+
+    plan = _plan_report([
+        ("B2", "SE1", "rejected", date(2026, 11, 20), None,
+         "R17: specialist-care unit without referral; R18: contact type 'Mottagningsbesök' "
+         "contradicts digital care service (expected 'Distansbesök - video')"),
+        ("B3", "SE1", "pending", date(2026, 12, 20), None, None),
+    ])
+    bases = _bases([("B2", "cs", date(2026, 12, 20), "planned", None, None),
+                    ("B3", "cs", date(2027, 1, 19), "planned", None, None)])
+    out = ticket_report(plan, NO_RECORD, NO_ISSUES, bases, None, UNITS, as_of=AS_OF)
+    report = build_tickets_report(out, as_of=AS_OF)
+    detail = {v.name: v.frame for v in report.views}["Alla biljetter"]
+    assert detail.columns[:3] == ["Status", "Orsak", "Enhet"]  # what a manager acts on first
+    assert detail.sort("UnderlagsID").select("Status", "Orsak").rows() == [
+        ("Avvisad", "R17: specialistvårdsenhet utan remiss; R18: kontakttyp 'Mottagningsbesök' "
+                    "motsäger digital vårdtjänst (väntat 'Distansbesök - video')"),
+        ("Väntande", None),
+    ]
+    # the spec's CSV values stay as they are, for tools
+    assert set(report.csv["tickets"]["status"]) == {"rejected", "pending"}
+    assert report.csv["tickets"].sort("basis_id")["reason"][0].startswith("R17: specialist-care")
