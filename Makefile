@@ -6,7 +6,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint bench install chromium
+.PHONY: demo status-demo test lint bench install chromium
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(BIN)/.installed
 
 demo: install
 	$(BIN)/mvg-sync demo
+
+# `mvg-sync status` on the demo's folders (mvg_sync/demo.py), not on data/state.
+status-demo: install
+	MVG_LANDING_DIR=data/demo/landing MVG_STATE_DIR=data/demo/state MVG_REPORT_DIR=data/demo/reports \
+		$(BIN)/mvg-sync status
 
 # The report-rendering test opens the HTML in headless Chromium (Debian's package).
 chromium:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 import uuid
 from pathlib import Path
 
-from prefect import flow, runtime
+from prefect import flow, get_run_logger, runtime
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.states import Failed
@@ -110,7 +113,7 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
     guard = mass_cancellation_guard(bookings, tickets, settings)
     summary["steps"]["guard"] = {"cancels": guard.cancels, "live": guard.live, "held": int(guard.held)}
     if guard.held:
-        if not (guard.newly_held and _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id)):
+        if not _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id):
             summary["outcome"] = "held"
             publish_run_summary(settings.state_dir, run_id, summary, started)
             return Failed(
@@ -141,23 +144,81 @@ def _plan(settings, units: list[str], now):
     return check_child_guardians(bookings, settings), tickets
 
 
+def approval_key(extract_id: str) -> str:
+    """The pause key of a drop's approval form: lowercase letters, digits and dashes only.
+
+    Prefect names the form's inputs `paused-<key>-schema` etc. and refuses anything else
+    (`20261203T114700-000002` failed on its `T`). The digest of the exact id keeps two ids
+    that differ only in case or punctuation apart.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", extract_id.lower()).strip("-")
+    digest = hashlib.sha256(extract_id.encode()).hexdigest()[:8]
+    return f"approve-{slug}-{digest}"
+
+
 def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:
     """In a deployment, pause for an operator's approval instead of failing the run.
 
-    Only the run that first holds a drop pauses: Prefect frees the concurrency slot of a
-    paused run, so later scheduled runs would otherwise pile up paused on the same drop;
-    they end held instead. Outside a deployment (the command line) there is nobody to ask:
-    the run ends held and `mvg-sync approve` releases the drop for the next run.
+    The form is offered once per held drop: a run that finds a drop whose form was already
+    answered or left unanswered until the timeout ends held, so that a newer drop is taken
+    by the next run instead of waiting for another form. While a run is paused it keeps the
+    state folder's lock, so later scheduled runs skip rather than pile up paused. A form
+    that cannot be shown or read (Prefect refused it, the answer did not validate) is no
+    answer: the run ends held with the `mvg-sync approve` hint and the next run offers the
+    form again, so a broken form never leaves the command line as the only way out.
+    Outside a deployment (the command line) there is nobody to ask: the run ends held and
+    `mvg-sync approve` releases the drop for the next run.
     """
     if not runtime.deployment.id:
         return False
-    answer = pause_flow_run(
-        wait_for_input=MassCancellationApproval, timeout=APPROVAL_TIMEOUT_S, key=f"approve-{extract_id}"
-    )
+    key = approval_key(extract_id)
+    offered = state_dir / "approval_forms" / key
+    if offered.exists():
+        return False
+    logger = get_run_logger()
+    try:
+        answer = pause_flow_run(wait_for_input=MassCancellationApproval, timeout=APPROVAL_TIMEOUT_S, key=key)
+    except FlowPauseTimeout:
+        _mark_offered(offered, "timeout")
+        logger.warning("Nobody answered the approval form for drop %s within %d h; it stays held.",
+                       extract_id, APPROVAL_TIMEOUT_S // 3600)
+        return False
+    except Exception as exc:  # noqa: BLE001 - any failure of the form leaves the drop held, never the run broken
+        _leave_pause()
+        logger.warning("The approval form for drop %s failed (%s: %s); the drop stays held and the next "
+                       "run offers the form again, or release it with `mvg-sync approve %s`.",
+                       extract_id, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", extract_id)
+        return False
+    _mark_offered(offered, "approved" if answer.approve else "rejected")
     if not answer.approve:
+        logger.warning("Drop %s rejected in the approval form; it stays held until a newer drop supersedes it.",
+                       extract_id)
         return False
     con = cycle.open_state(state_dir)
     try:
         return store.approve(con, extract_id, now=utc_now())
     finally:
         con.close()
+
+
+def _leave_pause() -> None:
+    """Put a run the failed form left Paused back to Running, so it can record and end held.
+
+    Prefect sets Paused before it stores the form: a form refused after that (the bad key of
+    issue 11) left the run Paused, and the server refuses task runs of a paused flow run.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(runtime.flow_run.id).state
+            if current is not None and current.is_paused():
+                client.set_flow_run_state(runtime.flow_run.id, Running(), force=True)
+    except Exception:  # noqa: BLE001, S110 - best effort: the held outcome follows either way
+        pass
+
+
+def _mark_offered(path: Path, outcome: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{outcome} {utc_now().isoformat()}\n")

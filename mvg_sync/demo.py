@@ -7,16 +7,22 @@ touches a real state folder. The story, one drop at a time:
 3. a corrupt drop (a file that disagrees with its manifest): rejected whole;
 4. a truncated export that would cancel a third of the bookings: held by the guard;
 5. the next complete drop: supersedes the held one and syncs normally;
-then the control reports, and `status` to show what is held and why.
+then the control reports for today (the day its data is in), `status` to show what is held
+and why, and the exact commands to look again later.
+
+Each drop is extracted "now", just before its cycle, as Cosmic does: back-dated drops made
+their sync look minutes late (p95 1452 s, a false R11 breach; issue 11).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
+import sys
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 DEMO_ROOT = Path("data/demo")
@@ -26,9 +32,14 @@ def _say(step: str, text: str) -> None:
     print(f"[demo] {step:<10} {text}", flush=True)
 
 
-def main(args: argparse.Namespace | None = None) -> int:
-    from mvg_sync.timeutil import resolve_as_of
+def _now() -> datetime:
+    """The wall clock in Stockholm, to the second (extract ids carry seconds)."""
+    from mvg_sync.timeutil import STOCKHOLM, utc_now
 
+    return utc_now().astimezone(STOCKHOLM).replace(microsecond=0)
+
+
+def main(args: argparse.Namespace | None = None) -> int:
     root = DEMO_ROOT.resolve()
     shutil.rmtree(root, ignore_errors=True)
     (root / "landing").mkdir(parents=True)
@@ -39,17 +50,15 @@ def main(args: argparse.Namespace | None = None) -> int:
         GX_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
-    # The five drops are back-dated five minutes apart so that the last one is "now":
-    # extracted_at is never in the future, and latency figures stay honest.
-    now = resolve_as_of(getattr(args, "as_of", None))
-    as_of = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0) - timedelta(minutes=20)
-    return run_story(root, as_of, n_bookings=int(os.environ.get("MVG_DEMO_BOOKINGS", "5000")))
+    return run_story(root, n_bookings=int(os.environ.get("MVG_DEMO_BOOKINGS", "5000")))
 
 
-def run_story(root: Path, as_of, *, n_bookings: int) -> int:
+def run_story(root: Path, *, n_bookings: int, clock=_now) -> int:
+    """The five drops, each extracted at `clock()` right before its cycle, then the reports."""
     from mvg_sync.clinic24.sandbox.runner import start_sandbox
     from mvg_sync.generator import generate_region, next_region, write_drop, write_sandbox_seed
 
+    as_of = clock()
     _say("generate", f"a region with {n_bookings} bookings at {as_of:%Y-%m-%d %H:%M}")
     region = generate_region(seed=2026, n_bookings=n_bookings, as_of=as_of)
     units, guardians = write_sandbox_seed(region, root / "seed")
@@ -58,17 +67,18 @@ def run_story(root: Path, as_of, *, n_bookings: int) -> int:
         os.environ["CLINIC24_BASE_URL"] = sandbox.base_url
         _say("sandbox", f"Clinic24 sandbox at {sandbox.base_url}")
 
+        region = _extracted_now(region, clock)
         write_drop(region, landing)
-        _cycle("1 initial", as_of)
+        _cycle("1 initial", region.as_of)
 
-        t2 = as_of + timedelta(minutes=5)
+        t2 = _later(region.as_of, clock)
         region, truth = next_region(region, seed=1, as_of=t2, creations=25, rebookings=10, cancellations=8,
                                     vanishings=3, scope_changes=4, updates=6)
         write_drop(region, landing)
         _say("changes", ", ".join(f"{k}: {n}" for k, n in truth.group_by("expected_kind").len().iter_rows()))
         _cycle("2 changes", t2)
 
-        t3 = t2 + timedelta(minutes=5)
+        t3 = _later(t2, clock)
         region, _ = next_region(region, seed=2, as_of=t3, creations=3)
         corrupt = write_drop(region, landing)
         with (corrupt / "bokningar.csv").open("ab") as f:
@@ -76,7 +86,7 @@ def run_story(root: Path, as_of, *, n_bookings: int) -> int:
         _say("corrupt", f"drop {corrupt.name}: bokningar.csv no longer matches its manifest")
         _cycle("3 corrupt", t3)
 
-        t4 = t3 + timedelta(minutes=5)
+        t4 = _later(t3, clock)
         region, _ = next_region(region, seed=3, as_of=t4)
         kept = region.bookings.height * 2 // 3
         truncated = replace(region, bookings=region.bookings.head(kept))
@@ -84,20 +94,47 @@ def run_story(root: Path, as_of, *, n_bookings: int) -> int:
         _say("truncated", f"drop {held_drop.name} lost a third of its bookings")
         _cycle("4 guard", t4)
 
-        t5 = t4 + timedelta(minutes=5)
+        t5 = _later(t4, clock)
         region, _ = next_region(region, seed=4, as_of=t5, creations=2)
         write_drop(region, landing)
         _cycle("5 complete", t5)
 
     from mvg_sync.cli import main as cli
 
-    _say("reports", f"writing control reports to {root / 'reports'}")
-    cli(["report", "--as-of", t5.isoformat(), "--out", str(root / "reports")])
+    # The demo's data is today's: the scheduled reports' default (yesterday) would be empty.
+    # The period runs on to the weekday where the story planted its R22 gap (HSL coverage).
+    today, last = t5.date().isoformat(), max(t5.date(), region.r22_gap[2]).isoformat()
+    _say("reports", f"writing control reports for {today} to {last} to {root / 'reports'}")
+    if cli(["report", "--as-of", t5.isoformat(), "--from", today, "--to", last, "--out", str(root / "reports")]):
+        _say("failed", "the control reports could not be written (see above); the demo stops here")
+        return 1
     _say("status", "what operations see:")
     cli(["status"])
     _say("done", f"state: {root / 'state'} · reports: {root / 'reports'} · drops: {landing}")
-    _say("next", "open the HTML reports in a browser; `mvg-sync status` shows holds and dead letters")
+    for name in ("eservice", "hsl_coverage", "tickets", "sync_health"):
+        _say("open", str(root / "reports" / f"{name}.html"))
+    for command in next_commands(root, today, last):
+        _say("next", command)
     return 0
+
+
+def next_commands(root: Path, date_from: str, date_to: str) -> list[str]:
+    """Commands to look at the demo's state again, exactly as they run from any folder."""
+    env = " ".join(f"{name}={shlex.quote(str(root / sub))}" for name, sub in
+                   (("MVG_LANDING_DIR", "landing"), ("MVG_STATE_DIR", "state"), ("MVG_REPORT_DIR", "reports")))
+    script = Path(sys.executable).with_name("mvg-sync")
+    exe = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m mvg_sync.cli"
+    return [f"{env} {exe} status", f"{env} {exe} report --from {date_from} --to {date_to}"]
+
+
+def _extracted_now(region, clock):
+    """The region as extracted now: generating 5000 bookings takes a while."""
+    return replace(region, as_of=clock())
+
+
+def _later(previous: datetime, clock) -> datetime:
+    """Now, but at least a second after the previous drop, so extract ids keep their order."""
+    return max(clock(), previous + timedelta(seconds=1))
 
 
 def _cycle(label: str, as_of) -> None:
