@@ -26,7 +26,7 @@ from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import PayloadError, build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
 from mvg_sync.state import connect, load_snapshot, pointer_extract_id, quarantined_keys
-from mvg_sync.sync import crashpoints, store
+from mvg_sync.sync import accepted, crashpoints, store
 from mvg_sync.timeutil import STOCKHOLM
 
 log = logging.getLogger(__name__)
@@ -111,11 +111,18 @@ def draft_booking_plan(
     # bookings are held as they are (R02/R09 would otherwise cancel them all).
     on_bad_service = all_bookings.filter(pl.col("care_service").is_in(bad_services))
     bookings = all_bookings.filter(~pl.col("care_service").is_in(bad_services))
-    scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units)
+    known = _known_hashes(state_dir, bookings, care_services)
+    scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units, known_hashes=known)
+    _remember_hashes(state_dir, scope.desired, known)
     departed = set(record.get_column("unit_hsa_id").unique().drop_nulls()) - set(clinic24_units)
     # A quarantined booking still exists in Cosmic: it is live (never cancelled as vanished)
     # but sends nothing until a drop delivers it clean.
     live_ids = pl.concat([all_bookings.get_column("booking_id"), pl.Series("booking_id", quarantined, pl.Utf8)])
+    # R07/R08/R09 compare with, cancel and move the row Clinic24 last accepted; only the few
+    # bookings the plan may change are read back (`previous_row_keys`).
+    wanted = booking_plan.previous_row_keys(
+        scope.desired, record, window_from=snapshot.window_from, departed_units=departed
+    )
     plan = booking_plan.plan_booking_changes(
         scope.desired,
         live_ids,
@@ -124,6 +131,8 @@ def draft_booking_plan(
         window_to=snapshot.window_to,
         departed_units=departed,
         out_of_scope=scope.out_of_scope,
+        previous_desired=_previous_desired(state_dir, wanted.to_list(), scope.desired.schema),
+        events=load_snapshot(state_dir, "events"),
     )
     candidates = booking_plan.children_needing_guardian(plan.changes)
     catalogue_holds = on_bad_service.select(
@@ -134,7 +143,9 @@ def draft_booking_plan(
         snapshot=snapshot,
         changes=plan.changes,
         holds=pl.concat(
-            [_with_units(_holds(scope.held, "booking_id"), all_bookings), catalogue_holds], how="vertical_relaxed"
+            [_with_units(_holds(scope.held, "booking_id"), all_bookings), catalogue_holds,
+             _with_units(_holds(plan.held, "booking_id"), record)],
+            how="vertical_relaxed",
         ),
         unit_left=plan.unit_left,
         guardian_candidates=candidates.select("booking_id", "patient_id", "patient_id_kind"),
@@ -144,6 +155,60 @@ def draft_booking_plan(
             "out_of_scope": scope.out_of_scope.height,
         },
     )
+
+
+HASH_CACHE = "plan-cache"
+
+
+def _hash_cache_path(state_dir: Path) -> Path:
+    return state_dir / HASH_CACHE / f"desired-{booking_scope.HASH_VERSION}.parquet"
+
+
+def _known_hashes(state_dir: Path, bookings: pl.DataFrame, care_services: pl.DataFrame) -> pl.DataFrame | None:
+    """The previous plan's desired rows with their hashes (issue 12: hash only what changed).
+
+    A cache, not state: missing, unreadable or of another shape, it is ignored and every row
+    is hashed, with the same result. Named by the hash version, so a new canonical form
+    never reuses old hashes.
+    """
+    try:
+        known = pl.read_parquet(_hash_cache_path(state_dir))
+    except (OSError, pl.exceptions.PolarsError):
+        return None
+    columns = booking_scope.HASHED_COLUMNS
+    if known.columns != [*columns, "content_hash"]:
+        return None
+    typed = {**bookings.schema, **care_services.schema}
+    if any(c in typed and known.schema[c] != typed[c] for c in columns):
+        return None
+    return known
+
+
+def _remember_hashes(state_dir: Path, desired: pl.DataFrame, known: pl.DataFrame | None) -> None:
+    """Keep this plan's hashed desired rows for the next plan; written only when they changed
+    (once per drop), atomically and owner-only, since the rows carry patient data."""
+    import os
+
+    if known is not None and known.select("booking_id", "content_hash").equals(
+        desired.select("booking_id", "content_hash")
+    ):
+        return
+    path = _hash_cache_path(state_dir)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    desired.write_parquet(partial)
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
+
+
+def _previous_desired(state_dir: Path, keys: list[str], schema: pl.Schema) -> pl.DataFrame:
+    """The desired rows Clinic24 last accepted for `keys` (R07, R08), from the accepted payloads."""
+    con = open_state(state_dir)
+    try:
+        resources = _last_accepted_payloads(con, APPOINTMENT, keys)
+    finally:
+        con.close()
+    return accepted.accepted_rows(resources, schema)
 
 
 # R12 pre-checks per run by `GET RelatedPerson` (one rate-limited request each, ~1 s at the
