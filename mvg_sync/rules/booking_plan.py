@@ -273,13 +273,19 @@ def plan_booking_changes(
         pl.col("unit_hsa_id").alias("rec_unit_hsa_id"),
         pl.col("content_hash").alias("rec_content_hash"),
     )
-    joined = desired.join(rec, on="booking_id", how="left")
+    # The verdict needs only a few columns: join those (the whole frame is hundreds of
+    # thousands of rows), then take the full rows of the few that change.
+    joined = (
+        desired.lazy()
+        .select("booking_id", "status", "content_hash", "start_at", "end_at", "unit_hsa_id", "resource_hsa_id")
+        .join(rec.lazy(), on="booking_id", how="left")
+    )
     moved = (pl.col("start_at") != pl.col("rec_start_at")) | (
         pl.col("unit_hsa_id") != pl.col("rec_unit_hsa_id")
     )
     if previous_desired is not None:
         joined = joined.join(
-            previous_desired.select(
+            previous_desired.lazy().select(
                 "booking_id",
                 pl.col("end_at").alias("prev_end_at"),
                 pl.col("resource_hsa_id").alias("prev_resource_hsa_id"),
@@ -311,14 +317,19 @@ def plan_booking_changes(
         .then(pl.lit(f"{CANCEL}|R08"))
         .otherwise(None)
     )
+    verdicts = (
+        joined.select("booking_id", verdict.alias("_verdict"))
+        .filter(pl.col("_verdict").is_not_null())
+        .collect()
+    )
     from_desired = (
-        joined.with_columns(
-            verdict.str.split_exact("|", 1)
+        desired.join(verdicts, on="booking_id", how="inner")
+        .with_columns(
+            pl.col("_verdict").str.split_exact("|", 1)
             .struct.rename_fields(["change_kind", "rule"])
             .alias("_v")
         )
         .unnest("_v")
-        .filter(pl.col("change_kind").is_not_null())
         .select(_CHANGE_COLUMNS)
     )
 

@@ -149,34 +149,53 @@ def content_hash(frame: pl.DataFrame, columns: Sequence[str] = HASHED_COLUMNS) -
     return digests.to_series().cast(pl.String).rename("content_hash")
 
 
+FINGERPRINT_COLUMNS = ("fingerprint_a", "fingerprint_b")
+_FINGERPRINT_SEEDS = (20_261_126, 48_271)
+
+
+def fingerprints(frame: pl.DataFrame) -> pl.DataFrame:
+    """`booking_id` and a 128-bit fingerprint (two seeded Polars row hashes) of the other
+    hashed columns: a cheap "did this desired row change" test, never stored as the content
+    hash. Polars' row hash is fixed within a release, not across releases: keep fingerprints
+    only next to the Polars version that made them (the plan's cache is named by it).
+    """
+    body = frame.select(HASHED_COLUMNS[1:])
+    return frame.select("booking_id").with_columns(
+        body.hash_rows(seed).alias(name) for name, seed in zip(FINGERPRINT_COLUMNS, _FINGERPRINT_SEEDS, strict=True)
+    )
+
+
+def hash_cache_rows(desired: pl.DataFrame) -> pl.DataFrame:
+    """What the plan keeps for the next one: `booking_id`, the fingerprints, `content_hash`."""
+    return fingerprints(desired).with_columns(desired.get_column("content_hash"))
+
+
 def with_content_hash(frame: pl.DataFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:
     """The desired columns of `frame`, in design order, with `content_hash` (re)computed.
 
-    `known` (issue 12): desired rows already hashed (`HASHED_COLUMNS` + `content_hash`, e.g.
-    the previous plan's). A row equal to its `known` row in every hashed column (nulls equal)
-    takes that row's hash; only the others are digested. The hash is a function of exactly
-    those columns, so the result is the same as without `known`, only cheaper when few rows
-    changed since.
+    `known` (issue 12: hash only the rows whose content changed): `hash_cache_rows` of
+    desired rows already hashed, e.g. by the previous plan. A row whose fingerprint equals its
+    `known` row's takes that row's hash; only the others are digested. Two rows with equal
+    128-bit fingerprints and different content (about 1 in 10^38 per changed row) would keep
+    the old hash; short of that, the result is the same as without `known`.
     """
     body = frame.select(HASHED_COLUMNS)
     if known is None or known.height == 0 or body.height == 0:
         return body.with_columns(content_hash(body))
-    key = HASHED_COLUMNS[0]
-    rest = HASHED_COLUMNS[1:]
-    reused = body.join(
-        known.select(key, *(pl.col(c).alias(f"_k_{c}") for c in rest), pl.col("content_hash")),
-        on=key,
+    a, b = FINGERPRINT_COLUMNS
+    reused = fingerprints(body).join(
+        known.select("booking_id", pl.col(a).alias("_ka"), pl.col(b).alias("_kb"), "content_hash"),
+        on="booking_id",
         how="left",
         maintain_order="left",
     )
-    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"_k_{c}")) for c in rest)
-    reused = reused.select(*HASHED_COLUMNS, pl.when(same).then(pl.col("content_hash")).alias("content_hash"))
-    stale = reused.get_column("content_hash").is_null()
-    if not stale.any():
-        return reused
-    fresh = content_hash(reused.filter(stale))
-    hashes = reused.get_column("content_hash").scatter(stale.arg_true(), fresh)
-    return reused.with_columns(hashes.alias("content_hash"))
+    same = (pl.col(a) == pl.col("_ka")) & (pl.col(b) == pl.col("_kb"))
+    hashes = reused.select(pl.when(same.fill_null(False)).then(pl.col("content_hash")).alias("content_hash"))
+    stale = hashes.get_column("content_hash").is_null()
+    if stale.any():
+        fresh = content_hash(body.filter(stale))
+        hashes = hashes.with_columns(hashes.get_column("content_hash").scatter(stale.arg_true(), fresh))
+    return body.with_columns(hashes.get_column("content_hash"))
 
 
 def _reason_frame(frame: pl.DataFrame) -> pl.DataFrame:
@@ -213,8 +232,8 @@ def desired_appointments(
 
     `visit_kind` follows R04; `patient_may_rebook` / `patient_may_cancel` come from the
     catalogue. `content_hash` covers every desired column (there is no `source_sequence`
-    here; the sequence is added only to the payload); rows equal to one of `known_hashes`
-    (the previous plan's desired rows) reuse its hash (`with_content_hash`).
+    here; the sequence is added only to the payload); rows unchanged since `known_hashes`
+    (the previous plan's `hash_cache_rows`) reuse its hash (`with_content_hash`).
     Raises ValueError when the catalogue lists a care service twice (its grain).
     """
     if care_services.get_column("care_service").is_duplicated().any():

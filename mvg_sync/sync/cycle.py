@@ -111,7 +111,7 @@ def draft_booking_plan(
     # bookings are held as they are (R02/R09 would otherwise cancel them all).
     on_bad_service = all_bookings.filter(pl.col("care_service").is_in(bad_services))
     bookings = all_bookings.filter(~pl.col("care_service").is_in(bad_services))
-    known = _known_hashes(state_dir, bookings, care_services)
+    known = _known_hashes(state_dir)
     scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units, known_hashes=known)
     _remember_hashes(state_dir, scope.desired, known)
     departed = set(record.get_column("unit_hsa_id").unique().drop_nulls()) - set(clinic24_units)
@@ -131,7 +131,7 @@ def draft_booking_plan(
         window_to=snapshot.window_to,
         departed_units=departed,
         out_of_scope=scope.out_of_scope,
-        previous_desired=_previous_desired(state_dir, wanted.to_list(), scope.desired.schema),
+        previous_desired=_previous_desired(state_dir, wanted, scope.desired.schema),
         events=load_snapshot(state_dir, "events"),
     )
     candidates = booking_plan.children_needing_guardian(plan.changes)
@@ -161,54 +161,86 @@ HASH_CACHE = "plan-cache"
 
 
 def _hash_cache_path(state_dir: Path) -> Path:
-    return state_dir / HASH_CACHE / f"desired-{booking_scope.HASH_VERSION}.parquet"
+    # Named by the canonical form and the Polars release: fingerprints are Polars row hashes.
+    return state_dir / HASH_CACHE / f"hashes-{booking_scope.HASH_VERSION}-polars-{pl.__version__}.arrow"
 
 
-def _known_hashes(state_dir: Path, bookings: pl.DataFrame, care_services: pl.DataFrame) -> pl.DataFrame | None:
-    """The previous plan's desired rows with their hashes (issue 12: hash only what changed).
+def _known_hashes(state_dir: Path) -> pl.DataFrame | None:
+    """The previous plan's `hash_cache_rows` (issue 12: hash only what changed).
 
     A cache, not state: missing, unreadable or of another shape, it is ignored and every row
-    is hashed, with the same result. Named by the hash version, so a new canonical form
-    never reuses old hashes.
+    is hashed, with the same result.
     """
     try:
-        known = pl.read_parquet(_hash_cache_path(state_dir))
+        known = pl.read_ipc(_hash_cache_path(state_dir))
     except (OSError, pl.exceptions.PolarsError):
         return None
-    columns = booking_scope.HASHED_COLUMNS
-    if known.columns != [*columns, "content_hash"]:
-        return None
-    typed = {**bookings.schema, **care_services.schema}
-    if any(c in typed and known.schema[c] != typed[c] for c in columns):
+    if known.columns != ["booking_id", *booking_scope.FINGERPRINT_COLUMNS, "content_hash"]:
         return None
     return known
 
 
 def _remember_hashes(state_dir: Path, desired: pl.DataFrame, known: pl.DataFrame | None) -> None:
-    """Keep this plan's hashed desired rows for the next plan; written only when they changed
-    (once per drop), atomically and owner-only, since the rows carry patient data."""
+    """Keep this plan's fingerprints and hashes for the next plan; written only when they
+    changed (once per drop), atomically and owner-only."""
     import os
 
-    if known is not None and known.select("booking_id", "content_hash").equals(
-        desired.select("booking_id", "content_hash")
-    ):
+    rows = booking_scope.hash_cache_rows(desired)
+    if known is not None and known.equals(rows):
         return
     path = _hash_cache_path(state_dir)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    desired.write_parquet(partial)
+    rows.write_ipc(partial, compression="uncompressed")
     os.chmod(partial, 0o600)
     os.replace(partial, path)
 
 
-def _previous_desired(state_dir: Path, keys: list[str], schema: pl.Schema) -> pl.DataFrame:
+def _previous_desired(state_dir: Path, keys: pl.Series, schema: pl.Schema) -> pl.DataFrame:
     """The desired rows Clinic24 last accepted for `keys` (R07, R08), from the accepted payloads."""
     con = open_state(state_dir)
     try:
-        resources = _last_accepted_payloads(con, APPOINTMENT, keys)
+        resources = _accepted_appointments(con, keys.cast(pl.String).to_list())
     finally:
         con.close()
     return accepted.accepted_rows(resources, schema)
+
+
+def _accepted_appointments(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, dict]:
+    """`_last_accepted_payloads` for Appointments, fetching only the payloads it returns.
+
+    Filtering the outbox by key still reads the payload of nearly every stored vector; the
+    row ids of the newest accepted entries are found first and only their payloads read (one
+    snapshot, in a transaction).
+    """
+    if not keys:
+        return {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("_wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
+        newest = con.execute(
+            "SELECT key, rowid, source FROM ("
+            "  SELECT key, rowid, 'outbox' AS source, settled_at AS seen_at FROM outbox "
+            "  WHERE resource_type = ? AND status = 'done' AND last_outcome = 'accepted' "
+            "  AND key IN (SELECT key FROM _wanted_keys)"
+            "  UNION ALL SELECT key, rowid, 'observed', observed_at FROM clinic24_observed "
+            "  WHERE resource_type = ? AND key IN (SELECT key FROM _wanted_keys)) "
+            "QUALIFY row_number() OVER (PARTITION BY key ORDER BY seen_at DESC) = 1",
+            [APPOINTMENT, APPOINTMENT],
+        ).fetchall()
+        con.unregister("_wanted_keys")
+        rows: list[tuple[str, str]] = []
+        for source in ("outbox", "clinic24_observed"):
+            ids = [rowid for _, rowid, src in newest if src == ("outbox" if source == "outbox" else "observed")]
+            if ids:
+                rows += con.execute(
+                    f"SELECT key, payload FROM {source} WHERE rowid = ANY(?::BIGINT[])", [ids]  # noqa: S608
+                ).fetchall()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return {key: json.loads(payload) for key, payload in rows}
 
 
 # R12 pre-checks per run by `GET RelatedPerson` (one rate-limited request each, ~1 s at the
@@ -266,7 +298,13 @@ def apply_guardians(draft: BookingDraft, has_guardian: pl.DataFrame) -> BookingD
 
 def _with_units(holds: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """Holds listed per unit (R12: "listed for the unit"), the unit taken from the booking row."""
-    units = rows.select(pl.col("booking_id").alias("key"), pl.col("unit_hsa_id").alias("_unit")).unique("key")
+    if holds.height == 0:
+        return holds
+    units = (
+        rows.select(pl.col("booking_id").alias("key"), pl.col("unit_hsa_id").alias("_unit"))
+        .join(holds.select("key"), on="key", how="semi")
+        .unique("key")
+    )
     return (
         holds.join(units, on="key", how="left")
         .with_columns(pl.coalesce("unit_hsa_id", "_unit").alias("unit_hsa_id"))

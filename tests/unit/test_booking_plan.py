@@ -654,14 +654,19 @@ def test_r10_content_hash_values_equal_the_stored_hashlib_form():
     assert len(set(expected)) == 2
 
 
-def test_r10_known_hashes_are_reused_for_equal_rows_only():
-    known = desired(row("1"), row("2")).with_columns(pl.Series("content_hash", ["known-1", "known-2"]))
+def test_r10_known_hashes_are_reused_for_unchanged_rows_only():
+    from mvg_sync.rules.booking_scope import hash_cache_rows
+
+    known = hash_cache_rows(desired(row("1"), row("2")).with_columns(pl.Series("content_hash", ["known-1", "known-2"])))
     now = pl.DataFrame([row("2", booking_info="ändrad"), row("1"), row("3")], schema=DESIRED_SCHEMA)
     hashed = with_content_hash(now, known)
     fresh = with_content_hash(now)
     assert hashed.get_column("booking_id").to_list() == ["2", "1", "3"]
-    # Row 1 is unchanged: its known hash is taken as is (not digested again).
+    # Row 1 is unchanged: its known hash is taken as is (not digested again); 2 changed, 3 is new.
     assert hashed.get_column("content_hash").to_list() == [
         fresh.item(0, "content_hash"), "known-1", fresh.item(2, "content_hash")
     ]
-    assert_frame_equal(with_content_hash(now, desired(row("1"), row("2"))), fresh)
+    assert_frame_equal(with_content_hash(now, hash_cache_rows(desired(row("1"), row("2")))), fresh)
+    # A null and an empty text are different content.
+    blank = pl.DataFrame([row("1", booking_info="")], schema=DESIRED_SCHEMA)
+    assert with_content_hash(blank, known).item(0, "content_hash") != "known-1"
