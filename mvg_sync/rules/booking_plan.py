@@ -334,10 +334,19 @@ def plan_booking_changes(
     )
 
     # Bookings Clinic24 holds as booked that planning no longer wants there.
-    live = live_booking_ids.cast(desired.schema["booking_id"]).implode()
-    orphans = rec.filter(
-        (pl.col("rec_status") == "booked")
-        & ~pl.col("booking_id").is_in(desired.get_column("booking_id").implode())
+    orphans = rec.filter(pl.col("rec_status") == "booked").join(
+        desired.select("booking_id"), on="booking_id", how="anti"
+    )
+    # Joins, not `is_in` of a whole snapshot's ids: the orphans are few, the ids many.
+    live = (
+        orphans.select("booking_id")
+        .join(
+            pl.DataFrame({"booking_id": live_booking_ids.cast(rec.schema["booking_id"])}),
+            on="booking_id",
+            how="semi",
+        )
+        .get_column("booking_id")
+        .implode()
     )
     if out_of_scope is None:
         out_of_scope = pl.DataFrame(

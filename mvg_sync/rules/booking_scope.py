@@ -246,42 +246,48 @@ def desired_appointments(
         pl.col("patient_may_cancel"),
         pl.lit(True).alias("_in_catalogue"),
     )
+    # Per care service, not per booking: a region has a few dozen services and hundreds of
+    # thousands of bookings, and the text tests (R03, R04) are the costly part.
+    services = (
+        bookings.select(pl.col("care_service").unique())
+        .with_columns(
+            is_hidden_contact(pl.col("care_service")).alias("_hidden"),
+            visit_kind(pl.col("care_service")).alias("visit_kind"),
+        )
+        .join(catalogue, on="care_service", how="left")
+    )
     status = pl.col("status")
-    frame = (
-        bookings.join(catalogue, on="care_service", how="left")
-        .with_columns(
-            pl.when(~pl.col("unit_hsa_id").is_in(list(clinic24_units)).fill_null(False))
-            .then(pl.lit(f"R01|{REASON_UNIT_NOT_IN_CLINIC24}"))
-            .when(is_hidden_contact(pl.col("care_service")))
-            .then(pl.lit(f"R03|{REASON_HIDDEN_CONTACT}"))
-            .when(pl.col("_in_catalogue").is_null())
-            .then(pl.lit(f"R02|{REASON_NOT_IN_CATALOGUE}"))
-            .when(~pl.col("is_web_bookable").fill_null(False))
-            .then(pl.lit(f"R02|{REASON_NOT_WEB_BOOKABLE}"))
-            .when(status.is_in(NOT_YET_BOOKED_STATUSES))
-            .then(pl.lit(f"R06|{REASON_NOT_YET_BOOKED}"))
-            .when(status.is_in(UNDER_WAY_STATUSES))
-            .then(pl.lit(f"R06|{REASON_VISIT_UNDER_WAY}"))
-            .when(~status.is_in(PUSHED_STATUSES).fill_null(False))
-            .then(pl.lit(f"R06|{REASON_UNKNOWN_STATUS}"))
-            .when(pl.col("clinic24_role").is_null())
-            .then(pl.lit(f"R05|{REASON_MISSING_ROLE}"))
-            .otherwise(None)
-            .alias("_verdict")
-        )
-        .with_columns(
-            pl.col("_verdict")
-            .str.split_exact("|", 1)
-            .struct.rename_fields(["rule", "reason"])
-            .alias("_parts")
-        )
-        .unnest("_parts")
+    verdicts = [
+        (~pl.col("unit_hsa_id").is_in(list(clinic24_units)).fill_null(False), "R01", REASON_UNIT_NOT_IN_CLINIC24),
+        (pl.col("_hidden"), "R03", REASON_HIDDEN_CONTACT),
+        (pl.col("_in_catalogue").is_null(), "R02", REASON_NOT_IN_CATALOGUE),
+        (~pl.col("is_web_bookable").fill_null(False), "R02", REASON_NOT_WEB_BOOKABLE),
+        (status.is_in(NOT_YET_BOOKED_STATUSES), "R06", REASON_NOT_YET_BOOKED),
+        (status.is_in(UNDER_WAY_STATUSES), "R06", REASON_VISIT_UNDER_WAY),
+        (~status.is_in(PUSHED_STATUSES).fill_null(False), "R06", REASON_UNKNOWN_STATUS),
+        (pl.col("clinic24_role").is_null(), "R05", REASON_MISSING_ROLE),
+    ]
+    # The first matching rule decides: its position, mapped to rule and reason only for the
+    # rows that have one (string work on every booking cost more than the whole test).
+    chain = pl.when(verdicts[0][0]).then(pl.lit(0, pl.Int8))
+    for n, (condition, _, _) in enumerate(verdicts[1:], start=1):
+        chain = chain.when(condition).then(pl.lit(n, pl.Int8))
+    frame = bookings.join(services, on="care_service", how="left").with_columns(
+        chain.otherwise(None).alias("_verdict")
     )
-
-    out_of_scope = _reason_frame(
-        frame.filter(pl.col("_verdict").is_not_null() & (pl.col("rule") != "R05"))
+    names = pl.DataFrame(
+        {
+            "_verdict": list(range(len(verdicts))),
+            "rule": [rule for _, rule, _ in verdicts],
+            "reason": [reason for _, _, reason in verdicts],
+        },
+        schema={"_verdict": pl.Int8, "rule": pl.String, "reason": pl.String},
     )
-    held = _reason_frame(frame.filter(pl.col("rule") == "R05"))
+    excluded = frame.filter(pl.col("_verdict").is_not_null()).select("booking_id", "_verdict").join(
+        names, on="_verdict", how="left", maintain_order="left"
+    )
+    out_of_scope = _reason_frame(excluded.filter(pl.col("rule") != "R05"))
+    held = _reason_frame(excluded.filter(pl.col("rule") == "R05"))
     cancelled = status == "cancelled"
     desired = with_content_hash(
         frame.filter(pl.col("_verdict").is_null()).with_columns(
@@ -294,7 +300,6 @@ def desired_appointments(
             )
             .otherwise(pl.lit(None, dtype=pl.String))
             .alias("cancel_reason"),
-            visit_kind(pl.col("care_service")).alias("visit_kind"),
         ),
         known_hashes,
     )
