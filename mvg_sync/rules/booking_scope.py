@@ -66,11 +66,13 @@ class ScopeResult:
     - `desired`: one row per booking Clinic24 should hold (design.md desired_appointments).
     - `held`: `booking_id`, `reason`, `rule`: in scope but blocked by a configuration error.
     - `out_of_scope`: `booking_id`, `reason`, `rule`: not represented in Clinic24 (now).
+    `rehashed`: desired rows whose content hash was digested, not taken from `known_hashes`.
     """
 
     desired: pl.DataFrame
     held: pl.DataFrame
     out_of_scope: pl.DataFrame
+    rehashed: int = 0
 
 
 def visit_kind(care_service: pl.Expr) -> pl.Expr:
@@ -174,14 +176,19 @@ def with_content_hash(frame: pl.DataFrame, known: pl.DataFrame | None = None) ->
     """The desired columns of `frame`, in design order, with `content_hash` (re)computed.
 
     `known` (issue 12: hash only the rows whose content changed): `hash_cache_rows` of
-    desired rows already hashed, e.g. by the previous plan. A row whose fingerprint equals its
+    desired rows already hashed, e.g. by a previous plan. A row whose fingerprint equals its
     `known` row's takes that row's hash; only the others are digested. Two rows with equal
-    128-bit fingerprints and different content (about 1 in 10^38 per changed row) would keep
-    the old hash; short of that, the result is the same as without `known`.
+    fingerprints (two independent 64-bit row hashes) and different content would keep the
+    old hash; short of that, the result is the same as without `known`.
     """
+    return _hashed(frame, known)[0]
+
+
+def _hashed(frame: pl.DataFrame, known: pl.DataFrame | None) -> tuple[pl.DataFrame, int]:
+    """`with_content_hash` and how many rows were digested anew."""
     body = frame.select(HASHED_COLUMNS)
     if known is None or known.height == 0 or body.height == 0:
-        return body.with_columns(content_hash(body))
+        return body.with_columns(content_hash(body)), body.height
     a, b = FINGERPRINT_COLUMNS
     reused = fingerprints(body).join(
         known.select("booking_id", pl.col(a).alias("_ka"), pl.col(b).alias("_kb"), "content_hash"),
@@ -192,10 +199,11 @@ def with_content_hash(frame: pl.DataFrame, known: pl.DataFrame | None = None) ->
     same = (pl.col(a) == pl.col("_ka")) & (pl.col(b) == pl.col("_kb"))
     hashes = reused.select(pl.when(same.fill_null(False)).then(pl.col("content_hash")).alias("content_hash"))
     stale = hashes.get_column("content_hash").is_null()
-    if stale.any():
+    count = int(stale.sum())
+    if count:
         fresh = content_hash(body.filter(stale))
         hashes = hashes.with_columns(hashes.get_column("content_hash").scatter(stale.arg_true(), fresh))
-    return body.with_columns(hashes.get_column("content_hash"))
+    return body.with_columns(hashes.get_column("content_hash")), count
 
 
 def _reason_frame(frame: pl.DataFrame) -> pl.DataFrame:
@@ -289,7 +297,7 @@ def desired_appointments(
     out_of_scope = _reason_frame(excluded.filter(pl.col("rule") != "R05"))
     held = _reason_frame(excluded.filter(pl.col("rule") == "R05"))
     cancelled = status == "cancelled"
-    desired = with_content_hash(
+    desired, rehashed = _hashed(
         frame.filter(pl.col("_verdict").is_null()).with_columns(
             pl.when(cancelled)
             .then(
@@ -303,4 +311,4 @@ def desired_appointments(
         ),
         known_hashes,
     )
-    return ScopeResult(desired=desired, held=held, out_of_scope=out_of_scope)
+    return ScopeResult(desired=desired, held=held, out_of_scope=out_of_scope, rehashed=rehashed)

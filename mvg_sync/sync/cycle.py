@@ -113,7 +113,7 @@ def draft_booking_plan(
     bookings = all_bookings.filter(~pl.col("care_service").is_in(bad_services))
     known = _known_hashes(state_dir)
     scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units, known_hashes=known)
-    _remember_hashes(state_dir, scope.desired, known)
+    _remember_hashes(state_dir, scope, known)
     departed = set(record.get_column("unit_hsa_id").unique().drop_nulls()) - set(clinic24_units)
     # A quarantined booking still exists in Cosmic: it is live (never cancelled as vanished)
     # but sends nothing until a drop delivers it clean.
@@ -180,18 +180,26 @@ def _known_hashes(state_dir: Path) -> pl.DataFrame | None:
     return known
 
 
-def _remember_hashes(state_dir: Path, desired: pl.DataFrame, known: pl.DataFrame | None) -> None:
-    """Keep this plan's fingerprints and hashes for the next plan; written only when they
-    changed (once per drop), atomically and owner-only."""
+# Rewrite the cache once this share of the desired rows is digested anew per plan: below
+# it, re-digesting what changed since the cache costs less than writing the cache again.
+REHASH_SHARE = 0.02
+
+
+def _remember_hashes(state_dir: Path, scope: booking_scope.ScopeResult, known: pl.DataFrame | None) -> None:
+    """Keep this plan's fingerprints and hashes for the next plans, atomically and owner-only.
+
+    Written when there is no cache or when more than `REHASH_SHARE` of the rows had to be
+    digested: a drop's ~1,000 changes are cheaper to digest again than a 400 k-row cache is
+    to write, so the cache is rewritten every few drops, not every plan.
+    """
     import os
 
-    rows = booking_scope.hash_cache_rows(desired)
-    if known is not None and known.equals(rows):
+    if known is not None and scope.rehashed <= REHASH_SHARE * scope.desired.height:
         return
     path = _hash_cache_path(state_dir)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    rows.write_ipc(partial, compression="uncompressed")
+    booking_scope.hash_cache_rows(scope.desired).write_ipc(partial, compression="uncompressed")
     os.chmod(partial, 0o600)
     os.replace(partial, path)
 

@@ -338,6 +338,11 @@ def test_r07_only_end_or_practitioner_changed_is_recorded_as_rebook_in_the_outbo
     planned = {k: (kind, rule) for k, kind, rule in draft.changes.select("booking_id", "change_kind", "rule").rows()}
     assert planned[end_only] == ("rebook", "R07")
     assert planned[practitioner_only] == ("rebook", "R07")
+    # Issue 12: the hashes reused from the previous plan's cache change nothing in the plan.
+    cache = cycle._hash_cache_path(state)
+    assert cache.stat().st_mode & 0o777 == 0o600
+    cache.unlink()
+    assert_frame_equal(cycle.draft_booking_plan(state, units, as_of=later).changes, draft.changes)
     cycle.commit_plan(state, run_id="next", bookings=draft, ticket_draft=None, snapshot=draft.snapshot, now=NOW)
     con = cycle.open_state(state)
     try:
