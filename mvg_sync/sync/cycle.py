@@ -93,7 +93,13 @@ class BookingDraft:
 def draft_booking_plan(
     state_dir: Path, clinic24_units: Collection[str], *, as_of: datetime
 ) -> BookingDraft | None:
-    """R01–R12: desired Clinic24 state from the newest snapshot, minus what Clinic24 has."""
+    """R01–R12: desired Clinic24 state from the newest snapshot, minus what Clinic24 has.
+
+    R08 reads the cancel/rebook log snapshot (`events`) for bookings moved beyond the window;
+    R07/R08/R09 compare with, cancel and move the rows Clinic24 last accepted (read back from
+    the accepted payloads, only for the bookings that may change); content hashes of rows
+    unchanged since an earlier plan come from its cache under `plan-cache/` (issue 12).
+    """
     con = open_state(state_dir)
     try:
         snapshot = current_snapshot(con)
@@ -202,6 +208,9 @@ def _remember_hashes(state_dir: Path, scope: booking_scope.ScopeResult, known: p
     booking_scope.hash_cache_rows(scope.desired).write_ipc(partial, compression="uncompressed")
     os.chmod(partial, 0o600)
     os.replace(partial, path)
+    for stale in path.parent.glob("hashes-*.arrow"):
+        if stale != path:  # made by another hash version or Polars release: never read again
+            stale.unlink(missing_ok=True)
 
 
 def _previous_desired(state_dir: Path, keys: pl.Series, schema: pl.Schema) -> pl.DataFrame:
