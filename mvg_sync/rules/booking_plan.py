@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
@@ -32,19 +32,28 @@ REASON_UNIT_LEFT_SCOPE = "Bokningen flyttad till en enhet utanför Min vård"
 REASON_NO_LONGER_BOOKED = "Bokningen är inte längre bokad i Cosmic"
 REASON_UNIT_LEFT_CLINIC24 = "unit-left-clinic24"
 REASON_NEEDS_GUARDIAN = "needs-primary-guardian"
+REASON_MOVED_UNKNOWN_ROW = "moved-beyond-window-without-accepted-row"
+
+# The cancel/rebook log's event types as normalised (contracts/snapshots.py `Events`).
+LOG_CANCEL = "cancel"
+LOG_REBOOK = "rebook"
 
 CHILD_MAX_AGE = 12
 _CHANGE_COLUMNS = ("change_kind", "booking_id", "rule", *DESIRED_COLUMNS[1:])
+_HELD_SCHEMA = {"booking_id": pl.String, "reason": pl.String, "rule": pl.String}
 
 
 @dataclass(frozen=True)
 class PlanResult:
     """`changes`: one row per appointment change to push (design.md `changes`), sorted by
     `booking_id`. `unit_left`: `booking_id`, `unit_hsa_id`, `start_at`, `reason`, `rule` of
-    bookings Clinic24 holds at a unit that left Clinic24 (R09): nothing is sent for them."""
+    bookings Clinic24 holds at a unit that left Clinic24 (R09): nothing is sent for them.
+    `held`: `booking_id`, `reason`, `rule` of changes the plan cannot build (R08: a booking
+    moved beyond the window whose accepted row is unknown): nothing is sent, nothing lost."""
 
     changes: pl.DataFrame
     unit_left: pl.DataFrame
+    held: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_HELD_SCHEMA))
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,97 @@ def _cancel_rows(
     return hashed.with_columns(rows.get_column("rule"), pl.lit(CANCEL).alias("change_kind"))
 
 
+def latest_log_events(events: pl.DataFrame) -> pl.DataFrame:
+    """R08: the cancel/rebook log's latest event per booking: `booking_id`, `log_type`,
+    `log_new_start`, `log_reason`.
+
+    Latest by `registered_at` (Cosmic's `Datum`), ties broken by `event_id`: events are never
+    rewritten, so the later id was registered later. `events` is the `events` snapshot
+    (av_ombokningar.csv normalised: `event_type` `cancel`/`rebook`, `new_start` = NyTid).
+    """
+    return (
+        events.sort("registered_at", "event_id")
+        .group_by("booking_id")
+        .agg(
+            pl.col("event_type").last().alias("log_type"),
+            pl.col("new_start").last().alias("log_new_start"),
+            pl.col("reason").last().alias("log_reason"),
+        )
+    )
+
+
+def _move_rows(
+    moves: pl.DataFrame, desired_schema: pl.Schema, previous_desired: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """R08 amended: (rebook rows, held rows) for bookings moved beyond the window.
+
+    `moves` holds `booking_id` and `log_new_start` (NyTid). The row is the booking's previous
+    desired row (what Clinic24 last accepted) with `start_at` = NyTid and `end_at` = NyTid +
+    its old length (an elapsed duration, so a move across a DST change keeps the minutes);
+    every other field is kept. Without a previous row nothing can be sent that keeps the
+    fields: the booking is held, never cancelled (the visit still exists).
+    """
+    columns = [c for c in DESIRED_COLUMNS if c != "content_hash"]
+    if previous_desired is None:
+        previous = pl.DataFrame(schema={c: desired_schema[c] for c in columns})
+    else:
+        previous = previous_desired.select(columns)
+    joined = moves.select("booking_id", "log_new_start").join(previous, on="booking_id", how="inner")
+    new_start = pl.col("log_new_start").cast(desired_schema["start_at"])
+    rows = joined.with_columns(
+        pl.lit("booked").alias("status"),
+        pl.lit(None, dtype=desired_schema["cancel_reason"]).alias("cancel_reason"),
+        new_start.alias("start_at"),
+        (new_start + (pl.col("end_at") - pl.col("start_at"))).cast(desired_schema["end_at"]).alias("end_at"),
+    )
+    changes = with_content_hash(rows).with_columns(
+        pl.lit("R08").alias("rule"), pl.lit(REBOOK).alias("change_kind")
+    )
+    held = moves.join(previous.select("booking_id"), on="booking_id", how="anti").select(
+        pl.col("booking_id").cast(pl.String),
+        pl.lit(REASON_MOVED_UNKNOWN_ROW).alias("reason"),
+        pl.lit("R08").alias("rule"),
+    )
+    return changes, held
+
+
+def previous_row_keys(
+    desired: pl.DataFrame, record: pl.DataFrame, *, window_from: date, departed_units: Collection[str]
+) -> pl.Series:
+    """The bookings whose previous desired row `plan_booking_changes` needs (R07, R08, R09).
+
+    Booked rows whose hash differs from Clinic24's booked record (R07 compares end and
+    resource with what was sent), and bookings Clinic24 holds as booked from `window_from` on
+    that are no longer desired (R08/R09 cancels carry the whole row; R08 moves keep every
+    field). History and departed units are left out: they send nothing, and the record keeps
+    them for good, so asking for them would grow with every day of the integration.
+    """
+    rec = record.select(
+        "booking_id",
+        pl.col("status").alias("rec_status"),
+        pl.col("content_hash").alias("rec_content_hash"),
+        pl.col("start_at").alias("rec_start_at"),
+        pl.col("unit_hsa_id").alias("rec_unit_hsa_id"),
+    ).filter(pl.col("rec_status") == "booked")
+    changed = (
+        desired.filter(pl.col("status") == "booked")
+        .select("booking_id", "content_hash")
+        .join(rec, on="booking_id", how="inner")
+        .filter(pl.col("content_hash").ne_missing(pl.col("rec_content_hash")))
+        .get_column("booking_id")
+    )
+    local_start = pl.col("rec_start_at").dt.convert_time_zone(STOCKHOLM_TZ).dt.date()
+    gone = (
+        rec.join(desired.select("booking_id"), on="booking_id", how="anti")
+        .filter(
+            (local_start >= window_from).fill_null(True)
+            & ~pl.col("rec_unit_hsa_id").is_in(list(departed_units)).fill_null(False)
+        )
+        .get_column("booking_id")
+    )
+    return pl.concat([changed, gone]).unique().sort()
+
+
 def plan_booking_changes(
     desired: pl.DataFrame,
     live_booking_ids: pl.Series,
@@ -118,6 +218,7 @@ def plan_booking_changes(
     departed_units: Collection[str],
     out_of_scope: pl.DataFrame | None = None,
     previous_desired: pl.DataFrame | None = None,
+    events: pl.DataFrame | None = None,
 ) -> PlanResult:
     """R06-R10: compare desired rows with Clinic24's record and list the changes to push.
 
@@ -147,9 +248,20 @@ def plan_booking_changes(
       snapshot) -> `cancel`, reason `Bokningen borttagen i Cosmic`. Start before
       `window_from` -> history, nothing; after `window_to` (only if the window shrank) or
       unknown -> nothing, since the snapshot says nothing about those dates.
+    - R08 amended, with `events` (the cancel/rebook log snapshot, see `latest_log_events`):
+      vanished while the log's latest event for it is `Ombokad` (`rebook`) with a `NyTid`
+      whose local date is after `window_to` -> moved, not cancelled: `rebook`, rule R08, of
+      the previous desired row to NyTid with the same length and every other field kept
+      (`_move_rows`); nothing when the record already starts at NyTid. Without a previous
+      row the booking is listed in `held` (nothing sent). The full row corrects it once it
+      enters the window (R07/R10 above). Vanished while the latest event is `Avbokad`
+      (`cancel`) and the record's start is after `window_to` (a move the plan made, then
+      cancelled in Cosmic) -> `cancel`, rule R08, with the log's reason: the snapshot
+      cannot show it, the log does.
     Cancel rows for bookings not in `desired` are built from `previous_desired` (the desired
     rows Clinic24 was last sent, if the caller keeps them) and otherwise carry only the
     record's `start_at` and `unit_hsa_id`; `content_hash` is computed over the row as sent.
+    `previous_desired` needs only the bookings of `previous_row_keys`.
     """
     start_dtype = record.schema["start_at"]
     if not isinstance(start_dtype, pl.Datetime) or start_dtype.time_zone is None:
@@ -161,13 +273,19 @@ def plan_booking_changes(
         pl.col("unit_hsa_id").alias("rec_unit_hsa_id"),
         pl.col("content_hash").alias("rec_content_hash"),
     )
-    joined = desired.join(rec, on="booking_id", how="left")
+    # The verdict needs only a few columns: join those (the whole frame is hundreds of
+    # thousands of rows), then take the full rows of the few that change.
+    joined = (
+        desired.lazy()
+        .select("booking_id", "status", "content_hash", "start_at", "end_at", "unit_hsa_id", "resource_hsa_id")
+        .join(rec.lazy(), on="booking_id", how="left")
+    )
     moved = (pl.col("start_at") != pl.col("rec_start_at")) | (
         pl.col("unit_hsa_id") != pl.col("rec_unit_hsa_id")
     )
     if previous_desired is not None:
         joined = joined.join(
-            previous_desired.select(
+            previous_desired.lazy().select(
                 "booking_id",
                 pl.col("end_at").alias("prev_end_at"),
                 pl.col("resource_hsa_id").alias("prev_resource_hsa_id"),
@@ -199,22 +317,36 @@ def plan_booking_changes(
         .then(pl.lit(f"{CANCEL}|R08"))
         .otherwise(None)
     )
+    verdicts = (
+        joined.select("booking_id", verdict.alias("_verdict"))
+        .filter(pl.col("_verdict").is_not_null())
+        .collect()
+    )
     from_desired = (
-        joined.with_columns(
-            verdict.str.split_exact("|", 1)
+        desired.join(verdicts, on="booking_id", how="inner")
+        .with_columns(
+            pl.col("_verdict").str.split_exact("|", 1)
             .struct.rename_fields(["change_kind", "rule"])
             .alias("_v")
         )
         .unnest("_v")
-        .filter(pl.col("change_kind").is_not_null())
         .select(_CHANGE_COLUMNS)
     )
 
     # Bookings Clinic24 holds as booked that planning no longer wants there.
-    live = live_booking_ids.cast(desired.schema["booking_id"]).implode()
-    orphans = rec.filter(
-        (pl.col("rec_status") == "booked")
-        & ~pl.col("booking_id").is_in(desired.get_column("booking_id").implode())
+    orphans = rec.filter(pl.col("rec_status") == "booked").join(
+        desired.select("booking_id"), on="booking_id", how="anti"
+    )
+    # Joins, not `is_in` of a whole snapshot's ids: the orphans are few, the ids many.
+    live = (
+        orphans.select("booking_id")
+        .join(
+            pl.DataFrame({"booking_id": live_booking_ids.cast(rec.schema["booking_id"])}),
+            on="booking_id",
+            how="semi",
+        )
+        .get_column("booking_id")
+        .implode()
     )
     if out_of_scope is None:
         out_of_scope = pl.DataFrame(
@@ -254,20 +386,50 @@ def plan_booking_changes(
         pl.lit("R09").alias("rule"),
         _exit_reason(pl.col("oos_rule"), pl.col("oos_reason")).alias("cancel_reason"),
     )
-    vanished = remaining.filter(
-        ~is_live & local_start.is_between(window_from, window_to, closed="both").fill_null(False)
+    gone = remaining.filter(~is_live)
+    if events is None:
+        gone = gone.with_columns(
+            pl.lit(None, dtype=pl.String).alias("log_type"),
+            pl.lit(None, dtype=start_dtype).alias("log_new_start"),
+            pl.lit(None, dtype=pl.String).alias("log_reason"),
+        )
+    else:
+        gone = gone.join(
+            latest_log_events(events).with_columns(pl.col("booking_id").cast(rec.schema["booking_id"])),
+            on="booking_id",
+            how="left",
+        )
+    new_local = pl.col("log_new_start").dt.convert_time_zone(STOCKHOLM_TZ).dt.date()
+    moved_beyond = ((pl.col("log_type") == LOG_REBOOK) & (new_local > window_to)).fill_null(False)
+    at_new_start = pl.col("rec_start_at").eq_missing(pl.col("log_new_start").cast(start_dtype))
+    moves, unbuildable = _move_rows(
+        gone.filter(moved_beyond & ~at_new_start), desired.schema, previous_desired
+    )
+    cancelled_after_move = gone.filter(
+        ((pl.col("log_type") == LOG_CANCEL) & (local_start > window_to)).fill_null(False)
+    ).with_columns(
+        pl.lit("R08").alias("rule"),
+        pl.coalesce(pl.col("log_reason"), pl.lit(REASON_VANISHED)).alias("cancel_reason"),
+    )
+    vanished = gone.filter(
+        ~moved_beyond & local_start.is_between(window_from, window_to, closed="both").fill_null(False)
     ).with_columns(
         pl.lit("R08").alias("rule"),
         pl.lit(REASON_VANISHED).alias("cancel_reason"),
     )
-    cancel_base = pl.concat([exits, vanished]).select(
-        "booking_id", "rule", "cancel_reason", "rec_start_at", "rec_unit_hsa_id"
+    cancel_base = pl.concat(
+        [
+            frame.select("booking_id", "rule", "cancel_reason", "rec_start_at", "rec_unit_hsa_id")
+            for frame in (exits, vanished, cancelled_after_move)
+        ]
     )
     from_record = _cancel_rows(cancel_base, desired.schema, previous_desired).select(
         _CHANGE_COLUMNS
     )
-    changes = pl.concat([from_desired, from_record]).sort("booking_id", maintain_order=True)
-    return PlanResult(changes=changes, unit_left=unit_left)
+    changes = pl.concat([from_desired, from_record, moves.select(_CHANGE_COLUMNS)]).sort(
+        "booking_id", maintain_order=True
+    )
+    return PlanResult(changes=changes, unit_left=unit_left, held=unbuildable)
 
 
 def _visit_date() -> pl.Expr:

@@ -26,7 +26,7 @@ from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import PayloadError, build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
 from mvg_sync.state import connect, load_snapshot, pointer_extract_id, quarantined_keys
-from mvg_sync.sync import crashpoints, store
+from mvg_sync.sync import accepted, crashpoints, store
 from mvg_sync.timeutil import STOCKHOLM
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,13 @@ class BookingDraft:
 def draft_booking_plan(
     state_dir: Path, clinic24_units: Collection[str], *, as_of: datetime
 ) -> BookingDraft | None:
-    """R01–R12: desired Clinic24 state from the newest snapshot, minus what Clinic24 has."""
+    """R01–R12: desired Clinic24 state from the newest snapshot, minus what Clinic24 has.
+
+    R08 reads the cancel/rebook log snapshot (`events`) for bookings moved beyond the window;
+    R07/R08/R09 compare with, cancel and move the rows Clinic24 last accepted (read back from
+    the accepted payloads, only for the bookings that may change); content hashes of rows
+    unchanged since an earlier plan come from its cache under `plan-cache/` (issue 12).
+    """
     con = open_state(state_dir)
     try:
         snapshot = current_snapshot(con)
@@ -111,11 +117,18 @@ def draft_booking_plan(
     # bookings are held as they are (R02/R09 would otherwise cancel them all).
     on_bad_service = all_bookings.filter(pl.col("care_service").is_in(bad_services))
     bookings = all_bookings.filter(~pl.col("care_service").is_in(bad_services))
-    scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units)
+    known = _known_hashes(state_dir)
+    scope = booking_scope.desired_appointments(bookings, care_services, clinic24_units, known_hashes=known)
+    _remember_hashes(state_dir, scope, known)
     departed = set(record.get_column("unit_hsa_id").unique().drop_nulls()) - set(clinic24_units)
     # A quarantined booking still exists in Cosmic: it is live (never cancelled as vanished)
     # but sends nothing until a drop delivers it clean.
     live_ids = pl.concat([all_bookings.get_column("booking_id"), pl.Series("booking_id", quarantined, pl.Utf8)])
+    # R07/R08/R09 compare with, cancel and move the row Clinic24 last accepted; only the few
+    # bookings the plan may change are read back (`previous_row_keys`).
+    wanted = booking_plan.previous_row_keys(
+        scope.desired, record, window_from=snapshot.window_from, departed_units=departed
+    )
     plan = booking_plan.plan_booking_changes(
         scope.desired,
         live_ids,
@@ -124,6 +137,8 @@ def draft_booking_plan(
         window_to=snapshot.window_to,
         departed_units=departed,
         out_of_scope=scope.out_of_scope,
+        previous_desired=_previous_desired(state_dir, wanted, scope.desired.schema),
+        events=load_snapshot(state_dir, "events"),
     )
     candidates = booking_plan.children_needing_guardian(plan.changes)
     catalogue_holds = on_bad_service.select(
@@ -134,7 +149,9 @@ def draft_booking_plan(
         snapshot=snapshot,
         changes=plan.changes,
         holds=pl.concat(
-            [_with_units(_holds(scope.held, "booking_id"), all_bookings), catalogue_holds], how="vertical_relaxed"
+            [_with_units(_holds(scope.held, "booking_id"), all_bookings), catalogue_holds,
+             _with_units(_holds(plan.held, "booking_id"), record)],
+            how="vertical_relaxed",
         ),
         unit_left=plan.unit_left,
         guardian_candidates=candidates.select("booking_id", "patient_id", "patient_id_kind"),
@@ -144,6 +161,103 @@ def draft_booking_plan(
             "out_of_scope": scope.out_of_scope.height,
         },
     )
+
+
+HASH_CACHE = "plan-cache"
+
+
+def _hash_cache_path(state_dir: Path) -> Path:
+    # Named by the canonical form and the Polars release: fingerprints are Polars row hashes.
+    return state_dir / HASH_CACHE / f"hashes-{booking_scope.HASH_VERSION}-polars-{pl.__version__}.arrow"
+
+
+def _known_hashes(state_dir: Path) -> pl.DataFrame | None:
+    """The previous plan's `hash_cache_rows` (issue 12: hash only what changed).
+
+    A cache, not state: missing, unreadable or of another shape, it is ignored and every row
+    is hashed, with the same result.
+    """
+    try:
+        known = pl.read_ipc(_hash_cache_path(state_dir))
+    except (OSError, pl.exceptions.PolarsError):
+        return None
+    if known.columns != ["booking_id", *booking_scope.FINGERPRINT_COLUMNS, "content_hash"]:
+        return None
+    return known
+
+
+# Rewrite the cache once this share of the desired rows is digested anew per plan: below
+# it, re-digesting what changed since the cache costs less than writing the cache again.
+REHASH_SHARE = 0.02
+
+
+def _remember_hashes(state_dir: Path, scope: booking_scope.ScopeResult, known: pl.DataFrame | None) -> None:
+    """Keep this plan's fingerprints and hashes for the next plans, atomically and owner-only.
+
+    Written when there is no cache or when more than `REHASH_SHARE` of the rows had to be
+    digested: a drop's ~1,000 changes are cheaper to digest again than a 400 k-row cache is
+    to write, so the cache is rewritten every few drops, not every plan.
+    """
+    import os
+
+    if known is not None and scope.rehashed <= REHASH_SHARE * scope.desired.height:
+        return
+    path = _hash_cache_path(state_dir)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    booking_scope.hash_cache_rows(scope.desired).write_ipc(partial, compression="uncompressed")
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
+    for stale in path.parent.glob("hashes-*.arrow"):
+        if stale != path:  # made by another hash version or Polars release: never read again
+            stale.unlink(missing_ok=True)
+
+
+def _previous_desired(state_dir: Path, keys: pl.Series, schema: pl.Schema) -> pl.DataFrame:
+    """The desired rows Clinic24 last accepted for `keys` (R07, R08), from the accepted payloads."""
+    con = open_state(state_dir)
+    try:
+        resources = _accepted_appointments(con, keys.cast(pl.String).to_list())
+    finally:
+        con.close()
+    return accepted.accepted_rows(resources, schema)
+
+
+def _accepted_appointments(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, dict]:
+    """`_last_accepted_payloads` for Appointments, fetching only the payloads it returns.
+
+    Filtering the outbox by key still reads the payload of nearly every stored vector; the
+    row ids of the newest accepted entries are found first and only their payloads read (one
+    snapshot, in a transaction).
+    """
+    if not keys:
+        return {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("_wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
+        newest = con.execute(
+            "SELECT key, rowid, source FROM ("
+            "  SELECT key, rowid, 'outbox' AS source, settled_at AS seen_at FROM outbox "
+            "  WHERE resource_type = ? AND status = 'done' AND last_outcome = 'accepted' "
+            "  AND key IN (SELECT key FROM _wanted_keys)"
+            "  UNION ALL SELECT key, rowid, 'observed', observed_at FROM clinic24_observed "
+            "  WHERE resource_type = ? AND key IN (SELECT key FROM _wanted_keys)) "
+            "QUALIFY row_number() OVER (PARTITION BY key ORDER BY seen_at DESC) = 1",
+            [APPOINTMENT, APPOINTMENT],
+        ).fetchall()
+        con.unregister("_wanted_keys")
+        rows: list[tuple[str, str]] = []
+        for source in ("outbox", "clinic24_observed"):
+            ids = [rowid for _, rowid, src in newest if src == ("outbox" if source == "outbox" else "observed")]
+            if ids:
+                rows += con.execute(
+                    f"SELECT key, payload FROM {source} WHERE rowid = ANY(?::BIGINT[])", [ids]  # noqa: S608
+                ).fetchall()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return {key: json.loads(payload) for key, payload in rows}
 
 
 # R12 pre-checks per run by `GET RelatedPerson` (one rate-limited request each, ~1 s at the
@@ -201,7 +315,13 @@ def apply_guardians(draft: BookingDraft, has_guardian: pl.DataFrame) -> BookingD
 
 def _with_units(holds: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """Holds listed per unit (R12: "listed for the unit"), the unit taken from the booking row."""
-    units = rows.select(pl.col("booking_id").alias("key"), pl.col("unit_hsa_id").alias("_unit")).unique("key")
+    if holds.height == 0:
+        return holds
+    units = (
+        rows.select(pl.col("booking_id").alias("key"), pl.col("unit_hsa_id").alias("_unit"))
+        .join(holds.select("key"), on="key", how="semi")
+        .unique("key")
+    )
     return (
         holds.join(units, on="key", how="left")
         .with_columns(pl.coalesce("unit_hsa_id", "_unit").alias("unit_hsa_id"))

@@ -13,6 +13,7 @@ from mvg_sync.rules.booking_plan import (
     children_needing_guardian,
     guard_mass_cancellation,
     plan_booking_changes,
+    previous_row_keys,
 )
 from mvg_sync.rules.booking_scope import HASHED_COLUMNS, desired_appointments, with_content_hash
 
@@ -242,6 +243,131 @@ def test_r08_vanish_cancel_without_previous_row_carries_record_columns_only():
 def test_r08_cancelled_record_that_vanished_sends_nothing():
     before = desired(row("1", status="cancelled", cancel_reason="Patienten avbokar"))
     assert plan(empty_desired(), record_of(before)).changes.is_empty()
+
+
+# R08 amended: moved beyond the window (cancel/rebook log) ------------------------------------
+
+# After WINDOW_TO (2027-02-24): the snapshot cannot show the booking any more.
+BEYOND = utc(2027, 3, 10, 9, 0)
+EVENT_SCHEMA = {
+    "event_id": pl.String,
+    "registered_at": pl.Datetime("us", "UTC"),
+    "event_type": pl.String,
+    "booking_id": pl.String,
+    "new_start": pl.Datetime("us", "UTC"),
+    "reason": pl.String,
+}
+
+
+def log(*events: tuple) -> pl.DataFrame:
+    """Cancel/rebook log rows: (event_id, registered_at, event_type, booking_id, new_start, reason)."""
+    return pl.DataFrame(list(events), schema=EVENT_SCHEMA, orient="row")
+
+
+def rebooked(booking_id: str, new_start, *, event_id: str = "40000001", at=None) -> tuple:
+    return (event_id, at or utc(2026, 11, 25, 10, 0), "rebook", booking_id, new_start,
+            "Patienten ombokar")
+
+
+def cancelled_event(booking_id: str, *, event_id: str = "40000002", at=None) -> tuple:
+    return (event_id, at or utc(2026, 11, 25, 11, 0), "cancel", booking_id, None,
+            "Patienten avbokar via e-tjänst")
+
+
+def test_r08_vanished_with_ombokad_beyond_window_is_moved_to_nytid_not_cancelled():
+    before = desired(row("1"), row("2"))
+    result = plan(desired(row("2")), record_of(before), previous_desired=before,
+                  events=log(rebooked("1", BEYOND)))
+    assert kinds(result) == [("1", "rebook", "R08")]
+    moved = result.changes.drop("change_kind", "rule")
+    # NyTid, the same 30 minutes, every other field as Clinic24 has it.
+    expected = with_content_hash(
+        before.filter(pl.col("booking_id") == "1").with_columns(
+            pl.lit(BEYOND).alias("start_at"), pl.lit(utc(2027, 3, 10, 9, 30)).alias("end_at")
+        )
+    )
+    assert_frame_equal(moved, expected)
+    assert result.held.is_empty()
+
+
+def test_r08_move_keeps_the_elapsed_length_across_a_dst_change():
+    # 45 minutes in winter time, moved to the morning after the spring-forward night.
+    before = desired(row("1", start_at=utc(2026, 12, 3, 8, 30), end_at=utc(2026, 12, 3, 9, 15)))
+    new_start = utc(2027, 3, 28, 0, 30)  # 01:30 CET; the end falls after 02:00 -> 03:00
+    result = plan(empty_desired(), record_of(before), previous_desired=before,
+                  events=log(rebooked("1", new_start)))
+    changed = result.changes.row(0, named=True)
+    assert (changed["start_at"], changed["end_at"]) == (new_start, utc(2027, 3, 28, 1, 15))
+
+
+def test_r08_a_move_clinic24_already_has_sends_nothing():
+    before = desired(row("1", start_at=BEYOND, end_at=utc(2027, 3, 10, 9, 30)))
+    result = plan(empty_desired(), record_of(before), previous_desired=before,
+                  events=log(rebooked("1", BEYOND)))
+    assert result.changes.is_empty()
+    assert result.held.is_empty()
+
+
+def test_r08_ombokad_to_a_time_inside_the_window_that_vanished_is_still_cancelled():
+    before = desired(row("1"))
+    inside = utc(2027, 2, 24, 22, 59)  # 23:59 local on window_to
+    result = plan(empty_desired(), record_of(before), previous_desired=before,
+                  events=log(rebooked("1", inside)))
+    assert kinds(result) == [("1", "cancel", "R08")]
+
+
+def test_r08_the_latest_log_event_decides():
+    before = desired(row("1"), row("2"))
+    events = log(
+        # 1: cancelled, then rebooked beyond the window (later registration) -> moved
+        cancelled_event("1", event_id="40000001", at=utc(2026, 11, 20, 8, 0)),
+        rebooked("1", BEYOND, event_id="40000002", at=utc(2026, 11, 21, 8, 0)),
+        # 2: rebooked beyond the window, then cancelled -> the vanish cancels it
+        rebooked("2", BEYOND, event_id="40000003", at=utc(2026, 11, 20, 8, 0)),
+        cancelled_event("2", event_id="40000004", at=utc(2026, 11, 21, 8, 0)),
+    )
+    result = plan(empty_desired(), record_of(before), previous_desired=before, events=events)
+    assert kinds(result) == [("1", "rebook", "R08"), ("2", "cancel", "R08")]
+
+
+def test_r08_a_moved_booking_later_cancelled_in_cosmic_is_cancelled_with_the_log_reason():
+    moved = desired(row("1", start_at=BEYOND, end_at=utc(2027, 3, 10, 9, 30)))
+    events = log(rebooked("1", BEYOND, event_id="40000001"), cancelled_event("1", event_id="40000002"))
+    result = plan(empty_desired(), record_of(moved), previous_desired=moved, events=events)
+    assert kinds(result) == [("1", "cancel", "R08")]
+    assert result.changes.get_column("cancel_reason").to_list() == ["Patienten avbokar via e-tjänst"]
+    # Without a cancel event a booking starting beyond the window is left alone, as before.
+    assert plan(empty_desired(), record_of(moved), events=log(rebooked("1", BEYOND))).changes.is_empty()
+
+
+def test_r08_a_move_without_the_accepted_row_is_held_never_cancelled():
+    before = desired(row("1"))
+    result = plan(empty_desired(), record_of(before), events=log(rebooked("1", BEYOND)))
+    assert result.changes.is_empty()
+    assert result.held.rows() == [("1", "moved-beyond-window-without-accepted-row", "R08")]
+
+
+def test_r08_a_live_booking_ignores_the_log():
+    before = desired(row("1"))
+    now = desired(row("1", booking_info="Ny information"))
+    result = plan(now, record_of(before), previous_desired=before, events=log(rebooked("1", BEYOND)))
+    assert kinds(result) == [("1", "update", "R10")]
+
+
+def test_r07_r08_previous_row_keys_are_the_changed_and_the_gone_from_the_window_start():
+    record = record_of(
+        desired(
+            row("1"),  # unchanged
+            row("2"),  # changed -> R07/R10 compares with its previous row
+            row("3"),  # gone, in the window
+            row("4", start_at=utc(2026, 11, 1, 9, 0), end_at=utc(2026, 11, 1, 9, 30)),  # history
+            row("5", unit_hsa_id=UNIT_B),  # gone, but its unit left Clinic24
+            row("6", start_at=BEYOND, end_at=utc(2027, 3, 10, 9, 30)),  # gone, beyond the window
+        )
+    )
+    now = desired(row("1"), row("2", end_at=utc(2026, 12, 3, 9, 15)), row("7"))
+    keys = previous_row_keys(now, record, window_from=WINDOW_FROM, departed_units={UNIT_B})
+    assert keys.to_list() == ["2", "3", "6"]
 
 
 # R09 ---------------------------------------------------------------------------------------
@@ -508,3 +634,39 @@ def test_r08_guard_mass_cancellation_thresholds(n, live, hold):
 def test_r08_guard_refuses_nonsense_settings():
     with pytest.raises(ValueError):
         guard_mass_cancellation(cancels(1), 10, max_share=1.5, floor=20)
+
+
+# Content hash (R10; issue 12 item 3) ---------------------------------------------------------
+
+
+def test_r10_content_hash_values_equal_the_stored_hashlib_form():
+    """A state written before the vectorised hash holds these values: nothing is re-pushed."""
+    import hashlib
+
+    from mvg_sync.rules.booking_scope import canonical_text, content_hash
+
+    frame = pl.DataFrame(
+        [row("1"), row("2", booking_info=None, patient_name="Öberg, Åsa", resource_name="")],
+        schema=DESIRED_SCHEMA,
+    )
+    expected = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in canonical_text(frame)]
+    assert content_hash(frame).to_list() == expected
+    assert len(set(expected)) == 2
+
+
+def test_r10_known_hashes_are_reused_for_unchanged_rows_only():
+    from mvg_sync.rules.booking_scope import hash_cache_rows
+
+    known = hash_cache_rows(desired(row("1"), row("2")).with_columns(pl.Series("content_hash", ["known-1", "known-2"])))
+    now = pl.DataFrame([row("2", booking_info="ändrad"), row("1"), row("3")], schema=DESIRED_SCHEMA)
+    hashed = with_content_hash(now, known)
+    fresh = with_content_hash(now)
+    assert hashed.get_column("booking_id").to_list() == ["2", "1", "3"]
+    # Row 1 is unchanged: its known hash is taken as is (not digested again); 2 changed, 3 is new.
+    assert hashed.get_column("content_hash").to_list() == [
+        fresh.item(0, "content_hash"), "known-1", fresh.item(2, "content_hash")
+    ]
+    assert_frame_equal(with_content_hash(now, hash_cache_rows(desired(row("1"), row("2")))), fresh)
+    # A null and an empty text are different content.
+    blank = pl.DataFrame([row("1", booking_info="")], schema=DESIRED_SCHEMA)
+    assert with_content_hash(blank, known).item(0, "content_hash") != "known-1"

@@ -285,3 +285,88 @@ def test_r12_a_child_already_held_is_rechecked_by_the_upsert_not_looked_up_again
     answers = cycle.check_guardians(tmp_path, _guardian_draft({"b1": "201901011234", "b2": "201901021234"}), client)
     assert client.asked == ["201901021234"]
     assert dict(answers.iter_rows()) == {"201901011234": True, "201901021234": False}
+
+
+# R07 label (issue 14): a change of only the end time or the practitioner is a rebook --------
+
+
+def _accepted_world(tmp_path):
+    """A small region ingested, planned and recorded as accepted by Clinic24 (no sandbox)."""
+    from mvg_sync.generator import generate_region, write_drop
+    from mvg_sync.ingest import ingest_pending
+    from mvg_sync.timeutil import STOCKHOLM
+
+    as_of = datetime(2026, 11, 26, 8, 0, tzinfo=STOCKHOLM)
+    region = generate_region(seed=7, n_bookings=200, as_of=as_of)
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    write_drop(region, landing)
+    ingest_pending(landing, state, as_of=as_of)
+    units = list(region.clinic24_units)
+    draft = cycle.draft_booking_plan(state, units, as_of=as_of)
+    cycle.commit_plan(state, run_id="initial", bookings=draft, ticket_draft=None, snapshot=draft.snapshot, now=NOW)
+    con = cycle.open_state(state)
+    try:
+        con.execute("UPDATE outbox SET status = 'done', last_outcome = 'accepted', version = '1', settled_at = ?",
+                    [NOW])
+        con.execute("INSERT INTO clinic24_record SELECT resource_type, key, target_status, target_start_at, "
+                    "target_unit, content_hash, source_sequence, '1', settled_at FROM outbox")
+    finally:
+        con.close()
+    booked = draft.changes.filter((pl.col("status") == "booked") & (pl.col("visit_kind") == "physical"))
+    return region, landing, state, units, booked.get_column("booking_id").head(2).to_list()
+
+
+def test_r07_only_end_or_practitioner_changed_is_recorded_as_rebook_in_the_outbox(tmp_path):
+    from mvg_sync.generator import next_region, write_drop
+    from mvg_sync.ingest import ingest_pending
+
+    region, landing, state, units, (end_only, practitioner_only) = _accepted_world(tmp_path)
+    later = region.as_of + timedelta(minutes=5)
+    drop, _ = next_region(region, seed=3, as_of=later)
+    bid = pl.col("BokningsID").cast(pl.String)
+    other = drop.bookings.filter(bid != practitioner_only).select("ResursHSAID", "Resurs").drop_nulls().row(0)
+    drop.bookings = drop.bookings.with_columns(
+        pl.when(bid == end_only).then(pl.col("Sluttid") + timedelta(minutes=15)).otherwise(pl.col("Sluttid"))
+        .alias("Sluttid"),
+        pl.when(bid == practitioner_only).then(pl.lit(other[0])).otherwise(pl.col("ResursHSAID"))
+        .alias("ResursHSAID"),
+        pl.when(bid == practitioner_only).then(pl.lit(other[1])).otherwise(pl.col("Resurs")).alias("Resurs"),
+    )
+    write_drop(drop, landing)
+    ingest_pending(landing, state, as_of=later)
+    draft = cycle.draft_booking_plan(state, units, as_of=later)
+    planned = {k: (kind, rule) for k, kind, rule in draft.changes.select("booking_id", "change_kind", "rule").rows()}
+    assert planned[end_only] == ("rebook", "R07")
+    assert planned[practitioner_only] == ("rebook", "R07")
+    # Issue 12: the hashes reused from the previous plan's cache change nothing in the plan.
+    cache = cycle._hash_cache_path(state)
+    assert cache.stat().st_mode & 0o777 == 0o600
+    cache.unlink()
+    assert_frame_equal(cycle.draft_booking_plan(state, units, as_of=later).changes, draft.changes)
+    cycle.commit_plan(state, run_id="next", bookings=draft, ticket_draft=None, snapshot=draft.snapshot, now=NOW)
+    con = cycle.open_state(state)
+    try:
+        rules = dict(con.execute(
+            "SELECT key, rule || '/' || change_kind FROM outbox WHERE status = 'pending' AND key IN (?, ?)",
+            [end_only, practitioner_only],
+        ).fetchall())
+    finally:
+        con.close()
+    assert rules == {end_only: "R07/rebook", practitioner_only: "R07/rebook"}
+
+
+def test_r07_accepted_rows_are_the_rows_the_payloads_were_built_from():
+    from mvg_sync.clinic24.payloads import build_appointment
+    from mvg_sync.sync.accepted import accepted_rows, appointment_row
+    from tests.unit.test_booking_plan import DESIRED_SCHEMA, row
+
+    rows = [
+        row("1"),
+        row("2", status="cancelled", cancel_reason="Patienten avbokar", booking_info=None,
+            resource_hsa_id=None, resource_name=None, patient_id_kind="samordningsnummer",
+            patient_may_cancel=False),
+    ]
+    for r in rows:
+        assert appointment_row(build_appointment(r, source_sequence=5)) == r
+    resources = {r["booking_id"]: build_appointment(r, source_sequence=5) for r in rows}
+    assert_frame_equal(accepted_rows(resources, pl.Schema(DESIRED_SCHEMA)), pl.DataFrame(rows, schema=DESIRED_SCHEMA))
