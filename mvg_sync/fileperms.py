@@ -22,9 +22,22 @@ def restrict_umask() -> int:
 
 
 def private_dir(path: Path | str) -> Path:
-    """Create `path` (and missing parents) and make it 0700 whatever the umask."""
+    """Create `path` and its missing parents 0700 whatever the umask; make `path` itself 0700.
+
+    Folders that already existed above `path` are left alone (they may be /tmp or a home).
+    """
     path = Path(path)
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE)
+        except FileExistsError:  # made meanwhile by another process
+            pass
+        _chmod(folder, DIR_MODE)
     _chmod(path, DIR_MODE)
     return path
 

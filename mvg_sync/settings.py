@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvg_sync.clinic24.baseurl import check_base_url, is_loopback_url
+from mvg_sync.fileperms import restrict_umask
 
 SANDBOX_CLIENT_ID = "mvg-sync"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the documented sandbox default
@@ -117,5 +118,11 @@ def _prefect_api_available() -> bool:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings now (environment + .env), with explicit overrides winning."""
+    """Build settings now (environment + .env), with explicit overrides winning.
+
+    Every command, flow and the sandbox start here, so this is also where the process's umask
+    becomes owner-only: the state, snapshots, landing copies, Data Docs and reports it goes on
+    to write hold patient data, and the libraries writing them follow the umask (issue 14).
+    """
+    restrict_umask()
     return Settings(**overrides)  # type: ignore[arg-type]

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from mvg_sync.fileperms import private_dir, private_tree
+
 if TYPE_CHECKING:
     from mvg_sync.ingest.normalise import Normalised
 
@@ -193,7 +195,9 @@ def run_checkpoint(profile: pl.DataFrame, docs_dir: Path) -> QualityResult:
     context = _context(docs_dir)
     frame = profile.to_pandas()
     result = context.checkpoints.get(CHECKPOINT).run(batch_parameters={"dataframe": frame})
+    private_dir(docs_dir)
     context.build_data_docs(site_names=["mvg-sync"], resource_identifiers=list(result.run_results))
+    private_tree(docs_dir)  # GX writes its pages 0666 & ~umask; owner-only (issue 14)
     outcome = QualityResult()
     for run in result.run_results.values():
         for item in run.results:
