@@ -59,15 +59,15 @@ def check_base_url(url: str) -> str:
             f"CLINIC24_BASE_URL {_shown(text)} is not an http(s) URL with a host; "
             "set it to Clinic24's https address"
         )
-    if parts.username is not None or parts.password is not None:
-        raise InsecureBaseURL(
-            f"CLINIC24_BASE_URL must not hold user info before the host ({_shown(text)}); "
-            "set it to Clinic24's https address"
-        )
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise InsecureBaseURL(
             f"refusing plain http to {parts.hostname}: the client secret would travel unencrypted; "
             "set CLINIC24_BASE_URL to https:// (plain http is only for a loopback sandbox)"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InsecureBaseURL(
+            f"CLINIC24_BASE_URL must not hold user info before the host ({_shown(text)}); "
+            "set it to Clinic24's https address"
         )
     return text
 
