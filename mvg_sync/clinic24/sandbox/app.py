@@ -643,6 +643,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             openapi_doc.decorate(schema)
+            _document_control_token(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -652,6 +653,21 @@ def create_app(config: SandboxConfig) -> FastAPI:
 
 CONTROL_TOKEN_HEADER = "X-Control-Token"
 _OPEN_CONTROL_PATHS = frozenset({"/_control/health"})
+
+
+def _document_control_token(schema: dict) -> None:
+    """Declare the control token and its 401 on the routes that need it."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["controlToken"] = {"type": "apiKey", "in": "header", "name": CONTROL_TOKEN_HEADER}
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith("/_control") or path in _OPEN_CONTROL_PATHS:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"controlToken": []}]
+            operation.setdefault("responses", {})["401"] = {
+                "description": f"missing or wrong {CONTROL_TOKEN_HEADER}",
+                "content": {FHIR_JSON: {"schema": {"type": "object"}}},
+            }
 
 
 class _ControlTokenMiddleware:
