@@ -441,11 +441,11 @@ class Clinic24Client:
                 last.unreachable = unreachable
             except _Transient as exc:
                 last = exc
+            delay = last.delay if last.delay is not None else policy.backoff(tries)
             if last.status == 429:
                 self._count("throttled")
-                if last.delay is not None and self._limiter is not None:
-                    self._limiter.pause(last.delay)
-            delay = last.delay if last.delay is not None else policy.backoff(tries)
+                if self._limiter is not None:
+                    self._limiter.pause(delay)  # the server's bucket is empty: hold every thread
             if tries >= policy.attempts or time.monotonic() - started + delay > policy.budget_s:
                 break
             self._count("retries")
