@@ -118,7 +118,8 @@ def run(n: int, concurrency: int) -> dict:
                 counts[o.outcome] = counts.get(o.outcome, 0) + 1
             # The handle's state() lists every resource; one row is enough for the counts.
             answer = httpx.get(
-                f"{sandbox.base_url}/_control/state", params={"limit": 1}, timeout=60
+                f"{sandbox.base_url}/_control/state", params={"limit": 1},
+                headers=sandbox.control_headers, timeout=60,
             )
             stored = answer.raise_for_status().json()["counts"].get("Appointment", 0)
     return {

@@ -242,7 +242,7 @@ def build(n_bookings: int, *, rate_limit: bool = True) -> dict:
         assert faults["rate_limit"] is rate_limit
         settings = settings_for(root, sandbox.base_url)
         result = run_cycle(settings, as_of, timer)
-        stored = _stored_counts(sandbox.base_url)
+        stored = _stored_counts(sandbox.base_url, sandbox.control_headers)
     finally:
         sandbox.stop()
     meta = {"seed": SEED, "n_bookings": n_bookings, "as_of": as_of.isoformat(), "rate_limit": rate_limit,
@@ -251,10 +251,10 @@ def build(n_bookings: int, *, rate_limit: bool = True) -> dict:
     return {"setup": setup, "timer": timer, "result": result, "stored": stored, "meta": meta}
 
 
-def _stored_counts(base_url: str) -> dict:
+def _stored_counts(base_url: str, headers: dict) -> dict:
     import httpx
 
-    answer = httpx.get(f"{base_url}/_control/state", params={"limit": 1}, timeout=120)
+    answer = httpx.get(f"{base_url}/_control/state", params={"limit": 1}, headers=headers, timeout=120)
     return answer.raise_for_status().json()["counts"]
 
 

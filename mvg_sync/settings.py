@@ -7,6 +7,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mvg_sync.clinic24.baseurl import check_base_url, is_loopback_url
+from mvg_sync.fileperms import restrict_umask
+
 SANDBOX_CLIENT_ID = "mvg-sync"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the documented sandbox default
 
@@ -56,16 +59,21 @@ class Settings(BaseSettings):
 
     @property
     def is_sandbox(self) -> bool:
-        """True when the base URL points at a loopback sandbox."""
-        host = self.clinic24_base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-        return host in {"127.0.0.1", "localhost", "::1", "[::1]"}
+        """True when the base URL's real host is loopback (127.0.0.0/8, ::1, localhost).
+
+        Parsed as a URL: `http://127.0.0.1:8024@clinic24.example.test` goes to
+        clinic24.example.test and is no sandbox.
+        """
+        return is_loopback_url(self.clinic24_base_url)
 
     def clinic24_credentials(self) -> tuple[str, str]:
         """Client id and secret: environment first, then Prefect (Variable / Secret block).
 
         The sandbox defaults apply only to a loopback sandbox. The secret is never logged
-        and never part of an error message.
+        and never part of an error message. A base URL that would carry them in clear (plain
+        http to anything but loopback) raises InsecureBaseURL before any is looked up.
         """
+        check_base_url(self.clinic24_base_url)
         client_id = self.clinic24_client_id
         secret = self.clinic24_client_secret.get_secret_value() if self.clinic24_client_secret else None
         if self.is_sandbox:
@@ -110,5 +118,11 @@ def _prefect_api_available() -> bool:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings now (environment + .env), with explicit overrides winning."""
+    """Build settings now (environment + .env), with explicit overrides winning.
+
+    Every command, flow and the sandbox start here, so this is also where the process's umask
+    becomes owner-only: the state, snapshots, landing copies, Data Docs and reports it goes on
+    to write hold patient data, and the libraries writing them follow the umask (issue 14).
+    """
+    restrict_umask()
     return Settings(**overrides)  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from mvg_sync.fileperms import private_dir, private_file
+
 STATE_FILE = "state.duckdb"
 SNAPSHOTS = "snapshots"
 
@@ -52,10 +54,9 @@ _SCHEMA = (
 
 def connect(state_dir: Path, *, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the state store and its schema; safe to call repeatedly."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     con = duckdb.connect(str(state_dir / STATE_FILE))
-    tmp = state_dir / "tmp"
-    tmp.mkdir(exist_ok=True)
+    tmp = private_dir(state_dir / "tmp")
     # DuckDB's limit covers only its buffer manager (STACK-NOTES): cap it and let it spill
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET temp_directory = '" + str(tmp).replace("'", "''") + "'")
@@ -63,6 +64,9 @@ def connect(state_dir: Path, *, memory_limit: str = "2GB") -> duckdb.DuckDBPyCon
     con.execute("SET TimeZone = 'UTC'")
     for statement in _SCHEMA:
         con.execute(statement)
+    # Issue 14: the store holds personnummer; DuckDB creates its files 0666 & ~umask.
+    for path in (state_dir / STATE_FILE, state_dir / f"{STATE_FILE}.wal"):
+        private_file(path)
     return con
 
 

@@ -13,9 +13,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mvg_sync.clinic24.client import Clinic24Client
+from mvg_sync.clinic24.client import Clinic24Client, Clinic24Error, InsecureBaseURL
 from mvg_sync.retention import purge
-from mvg_sync.settings import Settings
+from mvg_sync.settings import MissingSetting, Settings
 from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import utc_now
 
@@ -25,7 +25,20 @@ def _client(settings: Settings) -> Clinic24Client:
     return Clinic24Client(settings.clinic24_base_url, client_id, secret)
 
 
-@task(name="fetch-clinic24-units", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+def _unless_the_client_gave_up(task, task_run, state) -> bool:
+    """Retry a task only for what the Clinic24 client's own RetryPolicy has not already retried.
+
+    Retrying a Clinic24Error on top of the client re-sent refused credentials and stretched an
+    unreachable Clinic24 to 77 s (issues 11, 14); a wrong URL or a missing setting stays wrong.
+    """
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, Clinic24Error | InsecureBaseURL | MissingSetting)
+
+
+NETWORK_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_fn": _unless_the_client_gave_up}
+
+
+@task(name="fetch-clinic24-units", **NETWORK_RETRIES, cache_policy=NO_CACHE)
 def fetch_clinic24_units(settings: Settings) -> list[str]:
     """R01: Clinic24's own unit list, cached in the state store for the record."""
     with _client(settings) as client:
@@ -61,7 +74,7 @@ def name_flow_run(extract_id: str) -> None:
             client.update_flow_run(flow_run.id, name=f"sync {extract_id} ({flow_run.id[:8]})")
 
 
-@task(name="check-child-guardians", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="check-child-guardians", **NETWORK_RETRIES, cache_policy=NO_CACHE)
 def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycle.BookingDraft:
     """R12: children's digital visits wait for a primary guardian in Clinic24."""
     if draft.guardian_candidates.height == 0:
@@ -71,7 +84,7 @@ def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycl
     return cycle.apply_guardians(draft, answers)
 
 
-@task(name="confirm-in-doubt-writes", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="confirm-in-doubt-writes", **NETWORK_RETRIES, cache_policy=NO_CACHE)
 def confirm_in_doubt_writes(
     settings: Settings, bookings: cycle.BookingDraft, tickets: cycle.TicketDraft | None
 ) -> int:

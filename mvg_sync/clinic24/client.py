@@ -11,13 +11,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from uuid import uuid4
 
 import httpx
 import orjson
 
+from mvg_sync.clinic24.baseurl import InsecureBaseURL, check_base_url
 from mvg_sync.clinic24.payloads import (
     BOOKING_BASIS_SYSTEM,
     BOOKING_SYSTEM,
@@ -36,6 +37,10 @@ def _loads(data: bytes) -> Any:
 
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# The Prefect Secret block named in the credentials message (settings.CLIENT_SECRET_BLOCK; not
+# imported, so the client stays free of the settings and Prefect imports).
+_SECRET_BLOCK = "clinic24-client-secret"  # noqa: S105 - a block name, not a secret
 
 FHIR_JSON = "application/fhir+json"
 MAX_BATCH = 100
@@ -57,11 +62,35 @@ class Clinic24Error(RuntimeError):
 
 
 class Clinic24AuthError(Clinic24Error):
-    """Clinic24 refused the client credentials: a configuration error, never retried."""
+    """Clinic24 refused the client's access: a configuration error, never retried."""
+
+
+class Clinic24CredentialsRejected(Clinic24AuthError):
+    """The token endpoint refused the client id/secret; `str()` is one line naming the URL and the fix."""
 
 
 class Clinic24UnavailableError(Clinic24Error):
-    """A read still failed (5xx, 429, timeout, connection) after every attempt."""
+    """A call still failed (5xx, 429, timeout, connection) after the retry policy gave up."""
+
+
+class Clinic24Unreachable(Clinic24UnavailableError):
+    """No connection to Clinic24 at all; `str()` is one line naming the URL, the cause and the fix."""
+
+
+__all__ = [
+    "Clinic24AuthError",
+    "Clinic24BatchRefusedError",
+    "Clinic24Client",
+    "Clinic24CredentialsRejected",
+    "Clinic24Error",
+    "Clinic24ProtocolError",
+    "Clinic24UnavailableError",
+    "Clinic24Unreachable",
+    "EntryOutcome",
+    "InsecureBaseURL",
+    "RetryPolicy",
+    "UpsertEntry",
+]
 
 
 class Clinic24ProtocolError(Clinic24Error):
@@ -176,7 +205,7 @@ class _Secret:
         return "<redacted>"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx.Response, cap_s: float = RETRY_AFTER_CAP_S) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -187,7 +216,20 @@ def _retry_after(response: httpx.Response) -> float | None:
             seconds = (parsedate_to_datetime(value) - datetime.now(tz=UTC)).total_seconds()
         except (TypeError, ValueError):
             return None
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
+    return min(max(seconds, 0.0), cap_s)
+
+
+def _oauth_error(response: httpx.Response) -> str | None:
+    """The OAuth `error` code (e.g. `invalid_client`) or OperationOutcome code, if short and plain."""
+    body = _safe_json(response)
+    code = None
+    if isinstance(body, dict):
+        code = body.get("error")
+        if code is None:
+            code, _, _ = _first_issue(body)
+    if isinstance(code, str) and code.replace("_", "").replace("-", "").isalnum() and len(code) <= 40:
+        return code
+    return None
 
 
 def _is_invalid_token(response: httpx.Response) -> bool:
@@ -218,22 +260,85 @@ def _first_issue(outcome: Any) -> tuple[str | None, str | None, list[str] | None
     return issue.get("code"), issue.get("diagnostics"), list(expression) if expression else None
 
 
-def _retryable(status: int) -> bool:
-    return status == 429 or status >= 500
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """What the client retries and for how long: one policy for the token, reads and batches.
+
+    Transient: no connection, a timeout or a broken answer, 429 (waiting `Retry-After`) and
+    5xx (clinic24-api.md). Never retried: 400, 403, 404, 409, 413, 422 and a 401 from the token
+    endpoint: the same request cannot cure a configuration or a data problem. `budget_s` bounds
+    the time one call spends retrying, so an unreachable Clinic24 is reported within a minute
+    (issue 11) instead of after every attempt's full backoff.
+    """
+
+    attempts: int = 6
+    backoff_base_s: float = 0.2
+    backoff_cap_s: float = 10.0
+    budget_s: float = 40.0
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("a retry policy needs at least 1 attempt")
+
+    @staticmethod
+    def transient_status(status: int) -> bool:
+        """429 and 5xx; everything else is an answer to act on, not to repeat."""
+        return status == 429 or status >= 500
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so parallel batches do not retry in step."""
+        return random.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1)))
+
+
+class _Transient(Exception):
+    """One attempt failed in a way the policy retries; `delay` overrides the backoff (429)."""
+
+    def __init__(self, problem: str, *, status: int | None = None, delay: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.status = status
+        self.delay = delay
+        self.unreachable = False
+
+
+def _transport_problem(exc: httpx.TransportError) -> tuple[str, bool]:
+    """A short cause for a transport error, and whether it means "no connection at all"."""
+    text = str(exc).lower()
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out", True
+    if isinstance(exc, httpx.ConnectError):
+        if "refused" in text:
+            return "connection refused", True
+        if "name or service not known" in text or "nodename nor servname" in text or "no address" in text:
+            return "host name not found", True
+        if "certificate" in text or "ssl" in text:
+            return "TLS handshake failed (certificate?)", True
+        if "unreachable" in text:
+            return "network unreachable", True
+        return f"cannot connect ({type(exc).__name__})", True
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer in time ({type(exc).__name__})", False
+    return f"connection lost ({type(exc).__name__})", False
 
 
 class Clinic24Client:
     """Synchronous Clinic24 client; batches are sent from a small thread pool.
 
-    Retries: 429 waits `Retry-After` (and pauses the whole client); 5xx, timeouts, connection
-    errors and malformed answers back off exponentially with full jitter, up to `max_attempts`
-    per request. A 401 `invalid_token` fetches a new token and retries at once. Writes are
-    conditional upserts that Clinic24 makes idempotent, so resending a batch whose answer was
-    lost is safe. `requests_per_second`/`burst` pace the client below the API's 20/s (burst 40);
-    `None` turns pacing off. The client's burst of 30 lets a run's few dozen requests go at
-    once (a sync cycle's push is mostly R12 re-check batches) while leaving headroom for the
-    run's other short-lived clients against the server's 40: a 429 costs a whole second.
-    `transport` replaces the network (unit tests).
+    Retries follow one `RetryPolicy` for the token, reads and batches: 429 waits `Retry-After`
+    (and pauses the whole client); 5xx, timeouts, connection errors and malformed answers back
+    off exponentially with full jitter, up to `attempts` per request within `budget_s`. A 401
+    `invalid_token` fetches a new token and retries at once (the API's token renewal, not a
+    retry). Writes are conditional upserts that Clinic24 makes idempotent, so resending a batch
+    whose answer was lost is safe. `requests_per_second`/`burst` pace the client below the
+    API's 20/s (burst 40); `None` turns pacing off. The client's burst of 30 lets a run's few
+    dozen requests go at once (a sync cycle's push is mostly R12 re-check batches) while
+    leaving headroom for the run's other short-lived clients against the server's 40: a 429
+    costs a whole second. `transport` replaces the network (unit tests).
+
+    The base URL is checked before anything is sent: https, or http only to a loopback host
+    (InsecureBaseURL otherwise), so the client secret never travels in clear.
+    `max_attempts`, `backoff_base_s` and `backoff_cap_s` build the policy when `retry` is not given.
     """
 
     def __init__(
@@ -250,17 +355,18 @@ class Clinic24Client:
         burst: int = 30,
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 10.0,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be at least 1")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url).rstrip("/")
         self._client_id = _Secret(client_id)
         self._client_secret = _Secret(client_secret)
         self._max_concurrency = max_concurrency
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base_s
-        self._backoff_cap = backoff_cap_s
+        self.retry = retry or RetryPolicy(
+            attempts=max_attempts, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s
+        )
         self._limiter = _TokenBucket(requests_per_second, burst) if requests_per_second else None
         self._token_lock = threading.Lock()
         self._token: _Secret | None = None
@@ -268,7 +374,8 @@ class Clinic24Client:
         pool = max_concurrency + 2
         self._http = httpx.Client(
             base_url=self.base_url,
-            timeout=httpx.Timeout(timeout),
+            # A dead host should cost seconds, not the read timeout, per attempt (issue 11).
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             verify=verify,
             follow_redirects=False,
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
@@ -308,8 +415,64 @@ class Clinic24Client:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        return random.uniform(0.0, min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)))
+    def _with_retries(
+        self,
+        what: str,
+        attempt: Callable[[], T],
+        give_up: Callable[[_Transient, int], T] | None = None,
+    ) -> T:
+        """Run `attempt` until it returns, under the client's one RetryPolicy.
+
+        `attempt` raises _Transient for what the policy retries (a transport error counts as
+        one); anything else propagates at once. When the policy gives up, `give_up(last,
+        attempts)` decides the result; without it Clinic24Unreachable (no connection) or
+        Clinic24UnavailableError is raised, one line naming the URL and the cause.
+        """
+        policy = self.retry
+        started = time.monotonic()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except httpx.TransportError as exc:
+                problem, unreachable = _transport_problem(exc)
+                last = _Transient(problem)
+                last.unreachable = unreachable
+            except _Transient as exc:
+                last = exc
+            delay = last.delay if last.delay is not None else policy.backoff(tries)
+            if last.status == 429:
+                self._count("throttled")
+                if self._limiter is not None:
+                    self._limiter.pause(delay)  # the server's bucket is empty: hold every thread
+            if tries >= policy.attempts or time.monotonic() - started + delay > policy.budget_s:
+                break
+            self._count("retries")
+            # One short line per retry: no traceback, no URL query (it may hold patient ids).
+            log.warning(
+                "Clinic24 %s: %s (attempt %d/%d); retrying in %.1f s",
+                what, last.problem, tries, policy.attempts, delay,
+            )  # fmt: skip
+            time.sleep(delay)
+        if give_up is not None:
+            return give_up(last, tries)
+        if last.unreachable:
+            raise Clinic24Unreachable(
+                f"Clinic24 at {self.base_url} unreachable: {last.problem} "
+                f"(after {tries} attempts in {time.monotonic() - started:.0f} s) — "
+                "check CLINIC24_BASE_URL and that Clinic24 is up"
+            )
+        raise Clinic24UnavailableError(
+            f"Clinic24 at {self.base_url}: {what} still failing after {tries} attempts "
+            f"({last.problem}) — Clinic24 may be down or overloaded; the next run tries again"
+        )
+
+    def _transient_status(self, response: httpx.Response, problem: str | None = None) -> _Transient:
+        """The _Transient for a 429/5xx (or a broken 200) answer; 429 carries `Retry-After`."""
+        status = response.status_code
+        delay = _retry_after(response, self.retry.retry_after_cap_s) if status == 429 else None
+        return _Transient(problem or f"HTTP {status}", status=status, delay=delay)
 
     def _pace(self) -> None:
         if self._limiter is not None:
@@ -317,66 +480,49 @@ class Clinic24Client:
             self._limiter.acquire()
             self._count("pacing_wait_s", time.perf_counter() - started)
 
-    def _on_429(self, response: httpx.Response, attempt: int) -> float:
-        self._count("throttled")
-        delay = _retry_after(response)
-        if delay is None:
-            delay = self._backoff(attempt)
-        if self._limiter is not None:
-            self._limiter.pause(delay)
-        return delay
-
     def _fetch_token(self) -> None:
-        problem = "no answer"
-        for attempt in range(1, self._max_attempts + 1):
-            delay = self._backoff(attempt)
+        def attempt() -> None:
             self._pace()
             self._count("token_fetches")
-            try:
-                response = self._http.post(
-                    "/oauth/token",
-                    data={
-                        "grant_type": "client_credentials",
-                        "client_id": self._client_id.get(),
-                        "client_secret": self._client_secret.get(),
-                    },
-                    headers={"X-Request-ID": str(uuid4()), "Accept": "application/json"},
+            response = self._http.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self._client_id.get(),
+                    "client_secret": self._client_secret.get(),
+                },
+                headers={"X-Request-ID": str(uuid4()), "Accept": "application/json"},
+            )
+            status = response.status_code
+            if status == 200:
+                try:
+                    body = _loads(response.content)
+                    token = body["access_token"]
+                    expires_in = float(body.get("expires_in", 300))
+                except (ValueError, KeyError, TypeError):
+                    raise Clinic24ProtocolError(
+                        f"Clinic24 at {self.base_url}: the token endpoint answered without a token"
+                    ) from None
+                self._token = _Secret(token)
+                # Renew a little early so a request does not leave with a token about to die.
+                self._token_refresh_at = time.monotonic() + expires_in - min(30.0, expires_in * 0.1)
+                return
+            if status in (400, 401, 403):
+                # clinic24-api.md: wrong client credentials are a configuration error, not retried.
+                code = _oauth_error(response)
+                raise Clinic24CredentialsRejected(
+                    f"Clinic24 at {self.base_url} refused the client credentials "
+                    f"(HTTP {status}{', ' + code if code else ''}) — check CLINIC24_CLIENT_ID and "
+                    f"CLINIC24_CLIENT_SECRET (or the Prefect Secret block '{_SECRET_BLOCK}')"
                 )
-            except httpx.TransportError as exc:
-                problem = type(exc).__name__
-            else:
-                status = response.status_code
-                if status == 200:
-                    try:
-                        body = _loads(response.content)
-                        token = body["access_token"]
-                        expires_in = float(body.get("expires_in", 300))
-                    except (ValueError, KeyError, TypeError):
-                        raise Clinic24ProtocolError(
-                            "token endpoint answered without a token"
-                        ) from None
-                    self._token = _Secret(token)
-                    # Renew a little early so a request does not leave with a token about to die.
-                    self._token_refresh_at = (
-                        time.monotonic() + expires_in - min(30.0, expires_in * 0.1)
-                    )
-                    return
-                if status in (400, 401, 403):
-                    raise Clinic24AuthError(
-                        f"Clinic24 refused the client credentials (HTTP {status}); "
-                        "check CLINIC24_CLIENT_ID / CLINIC24_CLIENT_SECRET"
-                    )
-                if not _retryable(status):
-                    raise Clinic24ProtocolError(f"token endpoint answered HTTP {status}")
-                problem = f"HTTP {status}"
-                if status == 429:
-                    delay = self._on_429(response, attempt)
-            if attempt < self._max_attempts:
-                log.warning("Clinic24 token request failed (%s); retrying in %.2fs", problem, delay)
-                time.sleep(delay)
-        raise Clinic24UnavailableError(
-            f"token endpoint unavailable after {self._max_attempts} attempts: {problem}"
-        )
+            if not RetryPolicy.transient_status(status):
+                raise Clinic24ProtocolError(
+                    f"Clinic24 at {self.base_url}: the token endpoint answered HTTP {status}; "
+                    "check CLINIC24_BASE_URL"
+                )
+            raise self._transient_status(response)
+
+        self._with_retries("token request", attempt)
 
     def _current_token(self) -> _Secret:
         with self._token_lock:
@@ -431,49 +577,27 @@ class Clinic24Client:
 
     def _get_json(self, what: str, url: str, params: Any = None) -> dict:
         """GET with retries; `what` names the call in errors (URLs may hold patient ids)."""
-        problem = "no answer"
-        for attempt in range(1, self._max_attempts + 1):
-            delay = self._backoff(attempt)
-            request_id = None
-            try:
-                response, request_id = self._send("GET", url, params=params)
-            except httpx.TransportError as exc:
-                problem = type(exc).__name__
-            else:
-                status = response.status_code
-                if status == 200:
-                    try:
-                        body = _loads(response.content)
-                    except ValueError:
-                        problem = "malformed JSON"
-                    else:
-                        if isinstance(body, dict):
-                            return body
-                        problem = "answer is not a JSON object"
-                elif _retryable(status) or status == 401:
-                    problem = f"HTTP {status}"
-                    if status == 429:
-                        delay = self._on_429(response, attempt)
-                else:
-                    code, diagnostics, _ = _first_issue(_safe_json(response))
-                    raise Clinic24ProtocolError(
-                        f"{what}: HTTP {status} ({code or '-'}: {diagnostics or '-'}), request id {request_id}"
-                    )
-            if attempt < self._max_attempts:
-                self._count("retries")
-                log.warning(
-                    "Clinic24 %s failed (%s, request id %s), attempt %d/%d; retrying in %.2fs",
-                    what,
-                    problem,
-                    request_id,
-                    attempt,
-                    self._max_attempts,
-                    delay,
-                )
-                time.sleep(delay)
-        raise Clinic24UnavailableError(
-            f"{what}: still failing after {self._max_attempts} attempts ({problem})"
-        )
+
+        def attempt() -> dict:
+            response, request_id = self._send("GET", url, params=params)
+            status = response.status_code
+            if status == 200:
+                try:
+                    body = _loads(response.content)
+                except ValueError:
+                    raise _Transient(f"malformed JSON, request id {request_id}") from None
+                if isinstance(body, dict):
+                    return body
+                raise _Transient(f"answer is not a JSON object, request id {request_id}")
+            # A 401 here is a token refused right after renewal: the server's token churn.
+            if RetryPolicy.transient_status(status) or status == 401:
+                raise self._transient_status(response, f"HTTP {status}, request id {request_id}")
+            code, diagnostics, _ = _first_issue(_safe_json(response))
+            raise Clinic24ProtocolError(
+                f"{what}: HTTP {status} ({code or '-'}: {diagnostics or '-'}), request id {request_id}"
+            )
+
+        return self._with_retries(what, attempt)
 
     def _same_origin(self, link: str) -> str:
         target = httpx.URL(self.base_url + "/").join(link)
@@ -601,77 +725,56 @@ class Clinic24Client:
             }
             for e in batch
         ]
-        last_status: int | None = None
-        problem = "no answer"
-        for attempt in range(1, self._max_attempts + 1):
-            delay = self._backoff(attempt)
+
+        def attempt() -> list[EntryOutcome]:
+            nonlocal pending
             started = time.perf_counter()
             body = _dumps(
                 {"resourceType": "Bundle", "type": "batch", "entry": [requests[i] for i in pending]}
             )
             self._count("encode_s", time.perf_counter() - started)
-            request_id = None
-            try:
-                response, request_id = self._send("POST", "/fhir", content=body)
-            except httpx.TransportError as exc:
-                last_status, problem = None, type(exc).__name__
-            else:
-                status = last_status = response.status_code
-                if status == 200:
-                    answers = _batch_answers(response, len(pending))
-                    if answers is None:
-                        problem = "malformed batch-response"
+            response, request_id = self._send("POST", "/fhir", content=body)
+            status = response.status_code
+            if status == 200:
+                answers = _batch_answers(response, len(pending))
+                if answers is None:
+                    raise _Transient(f"malformed batch-response, request id {request_id}", status=200)
+                retry, problem = [], ""
+                for index, answer in zip(pending, answers, strict=True):
+                    outcome = _entry_outcome(batch[index].change_id, answer)
+                    if outcome is None:
+                        retry.append(index)
+                        problem = f"entry answered {answer.get('response', {}).get('status')}"
                     else:
-                        retry = []
-                        for index, answer in zip(pending, answers, strict=True):
-                            outcome = _entry_outcome(batch[index].change_id, answer)
-                            if outcome is None:
-                                retry.append(index)
-                                problem = (
-                                    f"entry answered {answer.get('response', {}).get('status')}"
-                                )
-                            else:
-                                outcomes[index] = outcome
-                        pending = retry
-                elif status == 413:
-                    raise Clinic24ProtocolError("Clinic24 refused a batch as too large (413)")
-                elif _retryable(status) or status == 401:
-                    problem = f"HTTP {status}"
-                    if status == 429:
-                        delay = self._on_429(response, attempt)
-                else:
-                    code, _, _ = _first_issue(_safe_json(response))
-                    raise Clinic24BatchRefusedError(status, code, request_id)
-            if not pending:
-                break
-            if attempt < self._max_attempts:
-                self._count("retries")
-                log.warning(
-                    "Clinic24 batch: %d of %d entries unsettled (%s, request id %s), attempt %d/%d; "
-                    "retrying in %.2fs",
-                    len(pending),
-                    len(batch),
-                    problem,
-                    request_id,
-                    attempt,
-                    self._max_attempts,
-                    delay,
+                        outcomes[index] = outcome
+                pending = retry
+                if pending:
+                    raise _Transient(
+                        f"{len(pending)} of {len(batch)} entries unsettled ({problem}), "
+                        f"request id {request_id}",
+                        status=200,
+                    )
+                return outcomes  # type: ignore[return-value]
+            if status == 413:
+                raise Clinic24ProtocolError("Clinic24 refused a batch as too large (413)")
+            if RetryPolicy.transient_status(status) or status == 401:
+                raise self._transient_status(response, f"HTTP {status}, request id {request_id}")
+            code, _, _ = _first_issue(_safe_json(response))
+            raise Clinic24BatchRefusedError(status, code, request_id)
+
+        def give_up(last: _Transient, tries: int) -> list[EntryOutcome]:
+            # Entries stay pending in the outbox for the next run (never dead-lettered here).
+            log.error("Clinic24 batch: %d entries still unsettled after %d attempts", len(pending), tries)
+            for index in pending:
+                outcomes[index] = EntryOutcome(
+                    batch[index].change_id,
+                    "transient",
+                    last.status,
+                    diagnostics=f"{last.problem} after {tries} attempts",
                 )
-                time.sleep(delay)
-        for index in pending:
-            outcomes[index] = EntryOutcome(
-                batch[index].change_id,
-                "transient",
-                last_status,
-                diagnostics=f"{problem} after {self._max_attempts} attempts",
-            )
-        if pending:
-            log.error(
-                "Clinic24 batch: %d entries still unsettled after %d attempts",
-                len(pending),
-                self._max_attempts,
-            )
-        return outcomes  # type: ignore[return-value]
+            return outcomes  # type: ignore[return-value]
+
+        return self._with_retries("batch", attempt, give_up)
 
 
 def _iso_date(value: date | str) -> str:
@@ -702,7 +805,7 @@ def _entry_outcome(change_id: str, answer: dict) -> EntryOutcome | None:
     """Classify one batch-response entry; None means "retry this entry"."""
     response = answer["response"]
     status = _status_code(response.get("status"))
-    if status is None or _retryable(status):
+    if status is None or RetryPolicy.transient_status(status):
         return None
     if status in (200, 201):
         return EntryOutcome(change_id, "accepted", status, _version(response.get("etag")))

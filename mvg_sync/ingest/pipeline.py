@@ -19,6 +19,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from mvg_sync import state
+from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.ingest.columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
 from mvg_sync.ingest.manifest import (
     MANIFEST,
@@ -333,8 +334,7 @@ def _validate_drop(
                                rule="manifest")
 
     # Hash every file first (threads: hashlib releases the GIL): a corrupt drop costs no parsing.
-    tmp = state_dir / "tmp" / manifest.extract_id
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = private_dir(state_dir / "tmp" / manifest.extract_id)  # the UTF-8 landing copies (issue 14)
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
             scans = dict(zip(
@@ -374,7 +374,7 @@ def _validate_scanned(
         counts = FileCounts(file=layout.file)
         drop.files.append(counts)
         path = state.snapshot_path(state_dir, manifest.extract_id, layout.dataset)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         ingested = _ingest_file(
             con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date, path,
             batch_rows=batch_rows,
@@ -518,6 +518,7 @@ def _write_snapshot(
         yield from normalised_batches()
 
     register_io_source(source, schema=schema).sink_parquet(path, compression="lz4", statistics=False)
+    private_file(path)  # Polars writes 0666 & ~umask; the snapshot holds personnummer (issue 14)
     if failure:
         raise failure[0]
     return written

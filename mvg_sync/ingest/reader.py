@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from mvg_sync.fileperms import private_file
 from mvg_sync.ingest.manifest import DropRejected
 
 # 1 MB: a chunk stays in cache between hashing and transcoding (8 MB measured ~25% slower)
@@ -49,6 +50,8 @@ def scan_file(path: Path, encoding: str, utf8_copy: Path | None = None) -> FileS
     undefined_offset: int | None = None
     check_pairs = encoding == "windows-1252"
     out = utf8_copy.open("wb") if (utf8_copy is not None and check_pairs) else None
+    if out is not None:
+        private_file(utf8_copy)  # a copy of the drop, personnummer included (issue 14)
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)

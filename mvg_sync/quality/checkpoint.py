@@ -21,6 +21,8 @@ from typing import Any
 
 import polars as pl
 
+from mvg_sync.fileperms import private_dir, private_tree
+
 SUITES_DIR = Path(__file__).resolve().parents[2] / "contracts" / "gx"
 CHECKPOINT = "drop-profile"
 
@@ -164,7 +166,9 @@ def run_checkpoint(profile: pl.DataFrame, docs_dir: Path) -> QualityResult:
     context = _context(docs_dir)
     frame = profile.to_pandas()
     result = context.checkpoints.get(CHECKPOINT).run(batch_parameters={"dataframe": frame})
+    private_dir(docs_dir)
     context.build_data_docs(site_names=["mvg-sync"], resource_identifiers=list(result.run_results))
+    private_tree(docs_dir)  # GX writes its pages 0666 & ~umask; owner-only (issue 14)
     outcome = QualityResult()
     for run in result.run_results.values():
         for item in run.results:

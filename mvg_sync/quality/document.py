@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.quality.checkpoint import PROFILE_SCHEMA, run_checkpoint
 from mvg_sync.quality.gate import evaluate
 
@@ -49,10 +50,10 @@ def save_profile(state_dir: Path, extract_id: str, profile: pl.DataFrame) -> Non
     """Keep the profile the gate judged, for the GX run after the push (owner-only: the
     profile holds no row data, but the state folder is private as a whole)."""
     path = profile_path(state_dir, extract_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     partial = path.with_suffix(".partial")
     profile.write_parquet(partial)
-    os.chmod(partial, 0o600)
+    private_file(partial)
     os.replace(partial, path)
 
 

@@ -16,12 +16,14 @@ from xlsxwriter import Workbook
 from xlsxwriter.format import Format
 from xlsxwriter.utility import xl_col_to_name
 
+from mvg_sync.fileperms import private_dir
 from mvg_sync.reports.html import render_html
 from mvg_sync.reports.model import Report, View
 
 LOCAL_TZ = "Europe/Stockholm"
 PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
-SHARED_FILE = 0o644
+# Issue 14: every report file is owner-only, aggregates included; sharing is a deliberate copy.
+SHARED_FILE = PRIVATE_FILE
 
 XLSX_DATETIME = "yyyy-mm-dd hh:mm"
 XLSX_DATE = "yyyy-mm-dd"
@@ -315,15 +317,12 @@ def report_paths(report: Report, out_dir: Path) -> list[Path]:
 def write_report(report: Report, out_dir: str | Path) -> list[Path]:
     """Write `<name>.html`, `<name>.xlsx` and each `<csv>.csv` into `out_dir`; return their paths.
 
-    A report holding patient data (see `Report.holds_patient_data`) is written 0600 and its
-    folder is made 0700; other reports are 0644.
+    Every file is written 0600 and its folder (with any parent it creates) made 0700, whatever
+    the umask (issue 14): reports holding patient data (`Report.holds_patient_data`) and
+    aggregates alike.
     """
-    out = Path(out_dir)
-    private = report.holds_patient_data
-    out.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR if private else 0o755)
-    if private:
-        os.chmod(out, PRIVATE_DIR)
-    mode = PRIVATE_FILE if private else SHARED_FILE
+    out = private_dir(out_dir)
+    mode = PRIVATE_FILE if report.holds_patient_data else SHARED_FILE
     html_path, xlsx_path, *csv_paths = report_paths(report, out)
     _write_bytes(html_path, render_html(report).encode("utf-8"), mode)
     _write_bytes(xlsx_path, xlsx_bytes(report), mode)

@@ -55,10 +55,9 @@ def test_report_writes_all_four_reports_with_the_csv_columns(state_dir, tmp_path
         assert _header(out / name)[: len(columns)] == columns, name
     statuses = {row["status"] for row in csv.DictReader(io.StringIO((out / "tickets.csv").read_text()))}
     assert statuses and statuses <= {"pending", "issued", "used", "revoked", "rejected"}
-    # tickets: basis ids only, shared; report 1 and sync health (its held list) name patients
-    assert stat.S_IMODE((out / "tickets.csv").stat().st_mode) == 0o644
-    assert stat.S_IMODE((out / "sync_health.csv").stat().st_mode) == 0o600
-    assert stat.S_IMODE((out / "eservice.csv").stat().st_mode) == 0o600
+    # owner-only, aggregates too (issue 14)
+    for name in ("sync_health.csv", "tickets.csv", "eservice.csv"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
 
 
 def test_report_counts_are_integers_in_csv_and_xlsx_and_tables_are_named(state_dir, tmp_path,

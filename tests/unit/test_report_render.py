@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import stat
 import zipfile
@@ -110,13 +111,16 @@ def test_xlsx_keeps_formula_like_text_as_text(tmp_path):
     assert "HYPERLINK" in strings
 
 
-def test_patient_report_is_owner_only_other_reports_are_not(tmp_path, reports):
+def test_every_report_is_owner_only_whatever_the_umask(tmp_path, reports):
     out = tmp_path / "rapporter"
-    paths = write_reports(reports, out)
+    old_umask = os.umask(0o022)
+    try:
+        paths = write_reports(reports, out)
+    finally:
+        os.umask(old_umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     for p in paths:
-        mode = stat.S_IMODE(p.stat().st_mode)
-        assert mode == (0o600 if p.name.startswith("eservice") else 0o644), p.name
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name  # aggregates too (issue 14)
     assert not list(out.glob(".*")), "temporary files left behind"
 
 

@@ -115,6 +115,9 @@ class SandboxConfig:
     units: dict[str, str] | None = None
     guardians: set[str] | None = None
     faults: dict = field(default_factory=dict)
+    # Required in `X-Control-Token` by every /_control route but health: the routes show and
+    # reset patient-shaped data. None makes one up (unusable from outside: tests pass theirs).
+    control_token: str | None = None
 
 
 def outcome_bytes(code: str, diagnostics: str, expression: str | None = None) -> bytes:
@@ -337,6 +340,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
     )
     app.state.sandbox = sandbox
     app.add_middleware(_RequestLogMiddleware, sandbox=sandbox)
+    app.add_middleware(_ControlTokenMiddleware, token=config.control_token or secrets.token_urlsafe(24))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -540,11 +544,12 @@ def create_app(config: SandboxConfig) -> FastAPI:
             return lost
         return fhir({"resourceType": "Bundle", "type": "batch-response", "entry": answers})
 
-    # --- control (no token, no rate limit, no faults) -------------------------------------
+    # --- control (X-Control-Token, no rate limit, no faults) -------------------------------
 
     @app.get("/_control/health", tags=["control"])
     async def health() -> Response:
-        return _json({"status": "ok", "units": len(sandbox.store.units), "state_file": str(sandbox.store.path)})
+        # The one route without the control token (a liveness probe): it tells nothing else.
+        return _json({"status": "ok"})
 
     @app.get("/_control/state", tags=["control"])
     async def state(resource: str | None = None, limit: int = Query(100_000, ge=1)) -> Response:
@@ -638,11 +643,57 @@ def create_app(config: SandboxConfig) -> FastAPI:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             openapi_doc.decorate(schema)
+            _document_control_token(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = custom_openapi  # type: ignore[method-assign]
     return app
+
+
+CONTROL_TOKEN_HEADER = "X-Control-Token"
+_OPEN_CONTROL_PATHS = frozenset({"/_control/health"})
+
+
+def _document_control_token(schema: dict) -> None:
+    """Declare the control token and its 401 on the routes that need it."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["controlToken"] = {"type": "apiKey", "in": "header", "name": CONTROL_TOKEN_HEADER}
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith("/_control") or path in _OPEN_CONTROL_PATHS:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"controlToken": []}]
+            operation.setdefault("responses", {})["401"] = {
+                "description": f"missing or wrong {CONTROL_TOKEN_HEADER}",
+                "content": {FHIR_JSON: {"schema": {"type": "object"}}},
+            }
+
+
+class _ControlTokenMiddleware:
+    """Every /_control route but health needs the control token: 401 without it (issue 14)."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/_control") and path.rstrip("/") not in _OPEN_CONTROL_PATHS:
+            given = b""
+            for name, value in scope["headers"]:
+                if name == b"x-control-token":
+                    given = value
+                    break
+            if not secrets.compare_digest(given, self._token):
+                answer = error(
+                    401, "security",
+                    f"/_control needs the sandbox's control token in {CONTROL_TOKEN_HEADER} "
+                    "(printed at start, or CLINIC24_SANDBOX_CONTROL_TOKEN)",
+                )  # fmt: skip
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _RequestLogMiddleware:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,12 +17,17 @@ import httpx
 class SandboxHandle:
     """A running sandbox subprocess; a context manager that stops it on exit."""
 
-    def __init__(self, process: subprocess.Popen, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, process: subprocess.Popen, port: int, host: str = "127.0.0.1", control_token: str = ""
+    ) -> None:
         self.process = process
         self.port = port
         self.pid = process.pid
         self.base_url = f"http://{host}:{port}"
-        self._http = httpx.Client(base_url=self.base_url, timeout=30)
+        # For callers that reach /_control themselves: send it as `control_headers`.
+        self.control_token = control_token
+        self.control_headers = {"X-Control-Token": control_token}
+        self._http = httpx.Client(base_url=self.base_url, timeout=30, headers=self.control_headers)
 
     def __enter__(self) -> SandboxHandle:
         return self
@@ -96,6 +102,8 @@ def start_sandbox(
 
     State lives in `state_dir/clinic24-sandbox.sqlite`, so starting again over the same
     directory resumes it. `env` is merged over the current environment (e.g. client id).
+    The /_control token is CLINIC24_SANDBOX_CONTROL_TOKEN from `env` or the environment, else
+    a fresh one; the handle sends it and exposes it as `control_token`.
     With `stop_with_parent` the server stops by itself when the calling process dies (even by
     SIGKILL), so a crashed test run leaves no server behind; pass False for a sandbox that
     must outlive its launcher.
@@ -119,14 +127,17 @@ def start_sandbox(
         cmd += ["--faults", json.dumps(faults)]
     if stop_with_parent:
         cmd += ["--parent-pid", str(os.getpid())]
-    process = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    child_env = {**os.environ, **(env or {})}
+    control_token = child_env.get("CLINIC24_SANDBOX_CONTROL_TOKEN") or secrets.token_urlsafe(24)
+    child_env["CLINIC24_SANDBOX_CONTROL_TOKEN"] = control_token
+    process = subprocess.Popen(cmd, env=child_env, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"sandbox exited with code {process.returncode} during start-up")
             if port_file.exists():
-                handle = SandboxHandle(process, int(port_file.read_text()), host)
+                handle = SandboxHandle(process, int(port_file.read_text()), host, control_token)
                 try:
                     if handle._http.get("/_control/health").status_code == 200:
                         return handle

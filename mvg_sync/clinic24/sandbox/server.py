@@ -16,12 +16,14 @@ log = logging.getLogger("mvg_sync.sandbox")
 
 # Environment read when the server starts (never at import): fault settings as a JSON object.
 FAULTS_ENV = "CLINIC24_SANDBOX_FAULTS"
+# The token every /_control route but health requires; made up and printed at start when unset.
+CONTROL_TOKEN_ENV = "CLINIC24_SANDBOX_CONTROL_TOKEN"  # noqa: S105 - a variable name
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mvg_sync.clinic24.sandbox.server", description=__doc__)
     p.add_argument("--port", type=int, default=8024, help="0 picks a free port (see --port-file)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback is warned about")
     p.add_argument("--units", help="';'-separated CSV with a column EnhetHSAID")
     p.add_argument("--guardians", help="CSV with a column Personnummer (children with a primary guardian)")
     p.add_argument("--state-file", help="SQLite file (default: $MVG_STATE_DIR/clinic24-sandbox.sqlite)")
@@ -70,13 +72,24 @@ def _stop_when_orphaned(server, parent_pid: int) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the sandbox until stopped; `args` needs port, host, units, guardians (the CLI's)."""
+    import secrets
+
     import uvicorn
 
-    from mvg_sync.clinic24.sandbox.app import SandboxConfig, create_app
+    from mvg_sync.clinic24.baseurl import is_loopback_host
+    from mvg_sync.clinic24.sandbox.app import CONTROL_TOKEN_HEADER, SandboxConfig, create_app
     from mvg_sync.clinic24.sandbox.seeds import load_guardians, load_units
+    from mvg_sync.fileperms import private_file, restrict_umask
     from mvg_sync.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, load_settings
 
+    restrict_umask()  # the SQLite state holds patient-shaped data: owner-only (issue 14)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not is_loopback_host(args.host):
+        log.warning(
+            "--host %s is not loopback: the sandbox holds patient-shaped data and its Clinic24 "
+            "API has the documented default secret; bind 127.0.0.1 unless you mean it", args.host,
+        )  # fmt: skip
+    control_token = os.environ.get(CONTROL_TOKEN_ENV) or secrets.token_urlsafe(24)
     settings = load_settings()
     state_file = Path(getattr(args, "state_file", None) or settings.state_dir / "clinic24-sandbox.sqlite")
     units = load_units(Path(args.units)) if args.units else None
@@ -93,8 +106,11 @@ def main(args: argparse.Namespace) -> int:
         units=units,
         guardians=guardians,
         faults=_faults(args),
+        control_token=control_token,
     )
     app = create_app(config)
+    for path in (state_file, *state_file.parent.glob(state_file.name + "-*")):
+        private_file(path)  # a state file from before this umask
 
     # proto must be IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections
     # only then, and without it every answer waits ~40 ms for a delayed ACK (Nagle).
@@ -108,6 +124,9 @@ def main(args: argparse.Namespace) -> int:
         tmp.write_text(str(port))
         tmp.replace(port_file)
     log.info("Clinic24 sandbox on http://%s:%d (state %s, %d units)", args.host, port, state_file, len(app.state.sandbox.store.units))
+    if not os.environ.get(CONTROL_TOKEN_ENV):
+        # Printed so whoever started it can reach /_control; set the variable to choose it.
+        log.info("control token for /_control (%s header): %s", CONTROL_TOKEN_HEADER, control_token)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     parent = getattr(args, "parent_pid", None)
     if parent:
