@@ -152,8 +152,5 @@ def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:
     )
     if not answer.approve:
         return False
-    con = cycle.open_state(state_dir)
-    try:
+    with cycle.open_state(state_dir) as con:
         return store.approve(con, extract_id, now=utc_now())
-    finally:
-        con.close()

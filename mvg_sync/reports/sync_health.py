@@ -6,7 +6,6 @@ binds its values as parameters. Periods are half-open UTC intervals [start, end)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from mvg_sync import store
 from mvg_sync.reports.model import Chart, Report, View
 from mvg_sync.state import STATE_FILE
 from mvg_sync.timeutil import STOCKHOLM
@@ -127,21 +127,16 @@ def local_day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime
     return start, end
 
 
-def open_state_readonly(state_dir: Path, *, attempts: int = 20) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; waits briefly while a sync run holds the file for writing."""
+def open_state_readonly(state_dir: Path, *, attempts: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection (use it with `with`); waits a bounded time while a sync writes.
+
+    `attempts` is kept for callers of the earlier signature; the wait is the store's own
+    (mvg_sync.store.READ_WAIT_S), announced on stderr after a second.
+    """
     path = state_dir / STATE_FILE
     if not path.exists():
         raise FileNotFoundError(f"no state store at {path}: nothing has been ingested yet")
-    for attempt in range(attempts):
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            con.execute("SET TimeZone = 'UTC'")
-            return con
-        except duckdb.IOException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
+    return store.connect(state_dir, read_only=True)
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
