@@ -54,6 +54,9 @@ NOTICE_AFTER_S = 1.0
 _WANTED_FRESH_S = 5.0
 
 
+_IN_TRANSACTION: set[int] = set()  # connections inside a `transaction` block (ids; removed on exit)
+
+
 class StoreBusy(RuntimeError):
     """Another process held the store for longer than the bounded wait."""
 
@@ -172,15 +175,25 @@ def _is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
 @contextmanager
 def transaction(target: Path | duckdb.DuckDBPyConnection, **open_args) -> Iterator[duckdb.DuckDBPyConnection]:
     """`with transaction(state_dir) as con:` (opens the store) or `with transaction(con):` —
-    COMMIT when the block ends, ROLLBACK (and re-raise) when it raises."""
+    COMMIT when the block ends, ROLLBACK (and re-raise) when it raises. Inside another
+    transaction it joins that one (the outer block commits or rolls back)."""
     if isinstance(target, duckdb.DuckDBPyConnection):
+        if id(target) in _IN_TRANSACTION:  # a failed BEGIN would abort the outer one: don't try
+            yield target
+            return
         target.execute("BEGIN TRANSACTION")
+        _IN_TRANSACTION.add(id(target))
         try:
             yield target
+            target.execute("COMMIT")
         except BaseException:
-            target.execute("ROLLBACK")
+            try:
+                target.execute("ROLLBACK")
+            except duckdb.Error:  # a failed COMMIT has ended the transaction already
+                pass
             raise
-        target.execute("COMMIT")
+        finally:
+            _IN_TRANSACTION.discard(id(target))
         return
     with connect(Path(target), **open_args) as con, transaction(con):
         yield con
