@@ -51,7 +51,8 @@ WANTED = ".store-wanted"
 WRITE_WAIT_S = 300.0
 READ_WAIT_S = 120.0
 NOTICE_AFTER_S = 1.0
-_WANTED_FRESH_S = 5.0
+_WANTED_FRESH_S = 1.0  # a waiter touches the marker every ~0.1 s
+_COURTESY_S = 0.3  # how long a holder that let go, or an opener that sees a waiter, stands back
 
 
 _IN_TRANSACTION: set[int] = set()  # connections inside a `transaction` block (ids; removed on exit)
@@ -90,10 +91,15 @@ def _open(
     path = state_dir / STATE_FILE
     wait_s = (READ_WAIT_S if read_only else WRITE_WAIT_S) if wait_s is None else wait_s
     started = time.monotonic()
-    pause, noticed = 0.02, False
+    pause, noticed, waited_once = 0.02, False, False
+    if wanted(state_dir):  # someone is queued: let them in first (writers reopen often)
+        time.sleep(_COURTESY_S)
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
+            if waited_once:
+                (state_dir / WANTED).unlink(missing_ok=True)
+            return con
         except duckdb.ConnectionException as exc:
             # This process already has the file open with the other mode: share that instance.
             if read_only and "different configuration" in str(exc):
@@ -115,8 +121,9 @@ def _open(
             )
             noticed = True
         _want(state_dir)
+        waited_once = True
         time.sleep(min(pause, max(wait_s - waited, 0.0)))
-        pause = min(pause * 1.5, 0.2)
+        pause = min(pause * 1.5, 0.1)
 
 
 def _settings(con: duckdb.DuckDBPyConnection, state_dir: Path, memory_limit: str, *, writing: bool) -> None:
@@ -216,6 +223,7 @@ class Lease:
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self._con is None:
+            # connect() stands back while the waiter is still queued, then waits its turn
             self._con = connect(self.state_dir, **self._open_args)
         try:
             yield self._con

@@ -139,7 +139,7 @@ def test_a_writer_waits_for_another_process_instead_of_failing(tmp_path, monkeyp
     with store.connect(state_dir, read_only=True) as con:
         assert sync_store.cached_locations(con) == ["SE1"]
     assert len(notes) == 1 and "in use by another process" in notes[0]
-    assert (state_dir / store.WANTED).exists(), "a waiter announces itself to a lease holder"
+    assert not (state_dir / store.WANTED).exists(), "a waiter that got in withdraws its announcement"
 
 
 def test_a_wait_past_the_bound_fails_in_one_clear_line(tmp_path):
