@@ -194,13 +194,8 @@ def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:
         logger.warning("Drop %s rejected in the approval form; it stays held until a newer drop supersedes it.",
                        extract_id)
         return False
-    con = cycle.open_state(state_dir)
-    try:
+    with cycle.open_state(state_dir) as con:
         return store.approve(con, extract_id, now=utc_now())
-    finally:
-        con.close()
-
-
 def _leave_pause() -> None:
     """Put a run the failed form left Paused back to Running, so it can record and end held.
 

@@ -78,7 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_pii_filter()
     module_name, func_name = COMMANDS[args.command].split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
-    return int(handler(args) or 0)
+    from mvg_sync.store import StoreBusy, StoreTooNew
+
+    try:
+        return int(handler(args) or 0)
+    except (StoreBusy, StoreTooNew) as exc:  # one line, what happened and what to do
+        print(f"mvg-sync {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

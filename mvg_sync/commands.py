@@ -41,29 +41,32 @@ def approve(args: argparse.Namespace) -> int:
     """Release a drop held by the mass-cancellation guard; the next `sync` pushes it."""
     from mvg_sync.sync import cycle, store
 
-    con = cycle.open_state(load_settings().state_dir)
-    try:
+    with cycle.open_state(load_settings().state_dir) as con:
         if store.approve(con, args.extract_id, now=utc_now()):
             print(f"Drop {args.extract_id} approved; the next sync pushes it.")
             return EXIT_OK
         print(f"No drop {args.extract_id} is waiting for approval.")
         return EXIT_FAILED
-    finally:
-        con.close()
 
 
 def status(args: argparse.Namespace) -> int:
-    """Drops, quarantine, held bookings, changes waiting or dead-lettered."""
+    """Drops, quarantine, held bookings, changes waiting or dead-lettered.
+
+    Read-only: creates nothing (a folder with no store says so), and waits a bounded time,
+    saying so on stderr, while a sync holds the store (mvg_sync.store).
+    """
     from mvg_sync.ingest import describe_state
-    from mvg_sync.sync import cycle, health
+    from mvg_sync.store import STATE_FILE, connect
+    from mvg_sync.sync import health
 
     settings = load_settings()
     print(describe_state(settings.state_dir, settings.landing_dir))
-    con = cycle.open_state(settings.state_dir)
-    try:
-        print(health.open_items_markdown(health.open_items(con)))
-    finally:
-        con.close()
+    if not (settings.state_dir / STATE_FILE).exists():
+        print(f"no state yet at {settings.state_dir}")
+        return EXIT_OK
+    with connect(settings.state_dir, read_only=True) as con:
+        items = health.open_items(con)
+    print(health.open_items_markdown(items))
     return EXIT_OK
 
 
@@ -73,11 +76,8 @@ def redrive(args: argparse.Namespace) -> int:
     from mvg_sync.sync import cycle, store
 
     settings = load_settings()
-    con = cycle.open_state(settings.state_dir)
-    try:
+    with cycle.open_state(settings.state_dir) as con:
         count = store.redrive(con)
-    finally:
-        con.close()
     print(f"{count} dead-lettered changes re-queued")
     if not count:
         return EXIT_OK

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mvg_sync import state
-from mvg_sync.sync import store
+from mvg_sync.store import transaction
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +51,18 @@ def purge(state_dir: Path, landing_dir: Path, *, older_than_days: int, now: date
     if not (state_dir / state.STATE_FILE).exists():
         return counts
 
-    con = state.connect(state_dir)
-    try:
-        store.ensure_schema(con)
+    with state.connect(state_dir) as con:
         processed = {str(e): p for e, p in con.execute("SELECT extract_id, processed_at FROM drops").fetchall()}
         current = {extract_id for extract_id, _ in state.snapshot_pointers(con).values()}
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             counts["quarantine_rows"] = con.execute(
                 "DELETE FROM quarantine WHERE quarantined_at < ? "
                 "AND extract_id NOT IN (SELECT extract_id FROM snapshot_pointer)",
                 [cutoff],
             ).fetchone()[0]
             counts["outbox_entries"] = con.execute(_PURGE_OUTBOX, {"cutoff": cutoff}).fetchone()[0]
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         # deleted rows stay in the file's blocks until a checkpoint rewrites them
         con.execute("CHECKPOINT")
-    finally:
-        con.close()
 
     old = {
         extract_id

@@ -1,4 +1,4 @@
-"""The integration's DuckDB state store: schema, connections and small read/write helpers."""
+"""The ingest side of the DuckDB state store: drops, quarantine, gaps, snapshot pointers (schema: mvg_sync.store)."""
 
 from __future__ import annotations
 
@@ -10,64 +10,21 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from mvg_sync.fileperms import private_dir, private_file
+from mvg_sync import store
+from mvg_sync.store import STATE_FILE, resolve_path, stored_path
 
-STATE_FILE = "state.duckdb"
 SNAPSHOTS = "snapshots"
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS drops (
-        extract_id VARCHAR PRIMARY KEY,
-        sequence BIGINT,
-        extracted_at TIMESTAMPTZ,
-        window_from DATE,
-        window_to DATE,
-        outcome VARCHAR NOT NULL CHECK (outcome IN ('accepted', 'rejected', 'duplicate', 'stale')),
-        reason VARCHAR,
-        processed_at TIMESTAMPTZ NOT NULL,
-        counts JSON
-    )""",
-    """CREATE TABLE IF NOT EXISTS quarantine (
-        extract_id VARCHAR NOT NULL,
-        file VARCHAR,
-        source_row BIGINT,
-        record_key VARCHAR,            -- the row's own id (BokningsID, UnderlagsID, ...), never patient data
-        column_name VARCHAR,
-        rule VARCHAR NOT NULL,
-        reason VARCHAR NOT NULL,
-        quarantined_at TIMESTAMPTZ NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS sequence_gaps (
-        after_sequence BIGINT NOT NULL,
-        before_sequence BIGINT NOT NULL,
-        missing BIGINT NOT NULL,
-        detected_at TIMESTAMPTZ NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS snapshot_pointer (
-        dataset VARCHAR PRIMARY KEY,
-        extract_id VARCHAR NOT NULL,
-        path VARCHAR NOT NULL,
-        accepted_at TIMESTAMPTZ NOT NULL
-    )""",
-)
 
+def connect(
+    state_dir: Path, *, memory_limit: str = "2GB", read_only: bool = False, wait_s: float | None = None
+) -> duckdb.DuckDBPyConnection:
+    """The state store (created and upgraded when needed): `with state.connect(d) as con:`.
 
-def connect(state_dir: Path, *, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the state store and its schema; safe to call repeatedly."""
-    private_dir(state_dir)
-    con = duckdb.connect(str(state_dir / STATE_FILE))
-    tmp = private_dir(state_dir / "tmp")
-    # DuckDB's limit covers only its buffer manager (STACK-NOTES): cap it and let it spill
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute("SET temp_directory = '" + str(tmp).replace("'", "''") + "'")
-    con.execute("SET preserve_insertion_order = true")  # source_row relies on file order
-    con.execute("SET TimeZone = 'UTC'")
-    for statement in _SCHEMA:
-        con.execute(statement)
-    # Issue 14: the store holds personnummer; DuckDB creates its files 0666 & ~umask.
-    for path in (state_dir / STATE_FILE, state_dir / f"{STATE_FILE}.wal"):
-        private_file(path)
-    return con
+    The one opener is `mvg_sync.store.connect` (bounded waits across processes, migrations);
+    this name stays for the callers that import it from here.
+    """
+    return store.connect(state_dir, memory_limit=memory_limit, read_only=read_only, wait_s=wait_s)
 
 
 def snapshot_path(state_dir: Path, extract_id: str, dataset: str) -> Path:
@@ -141,8 +98,7 @@ def record_drop(
     `quarantined_at`, which are filled in here; it is bulk-inserted through Arrow.
     """
     window_from, window_to = window if window else (None, None)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with store.transaction(con):
         con.execute(
             "INSERT INTO drops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [extract_id, sequence, extracted_at, window_from, window_to, outcome, reason,
@@ -170,18 +126,15 @@ def record_drop(
                 [after, before, before - after - 1, processed_at],
             )
         for dataset, path in (snapshots or {}).items():
+            # kept relative to the state folder, so a restored or moved folder still works
             con.execute(
                 "INSERT OR REPLACE INTO snapshot_pointer VALUES (?, ?, ?, ?)",
-                [dataset, extract_id, str(path), processed_at],
+                [dataset, extract_id, stored_path(str(path)), processed_at],
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def snapshot_pointers(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
-    """dataset -> (extract_id, path) of the latest accepted snapshot."""
+    """dataset -> (extract_id, path as stored: relative to the state folder) of the latest accepted snapshot."""
     rows = con.execute("SELECT dataset, extract_id, path FROM snapshot_pointer").fetchall()
     return {str(d): (str(e), str(p)) for d, e, p in rows}
 
@@ -207,14 +160,9 @@ def load_snapshot(state_dir: Path, dataset: str) -> pl.DataFrame | None:
     """The latest accepted snapshot of a dataset (design.md names), or None before the first."""
     if not (state_dir / STATE_FILE).exists():
         return None
-    con = duckdb.connect(str(state_dir / STATE_FILE), read_only=True)
-    try:
+    with store.connect(state_dir, read_only=True) as con:
         row = con.execute("SELECT path FROM snapshot_pointer WHERE dataset = ?", [dataset]).fetchone()
-    except duckdb.CatalogException:
-        return None
-    finally:
-        con.close()
-    return None if row is None else pl.read_parquet(row[0])
+    return None if row is None else pl.read_parquet(resolve_path(state_dir, row[0]))
 
 
 def discard_snapshot_folder(state_dir: Path, extract_id: str) -> None:

@@ -43,11 +43,8 @@ def fetch_clinic24_units(settings: Settings) -> list[str]:
     """R01: Clinic24's own unit list, cached in the state store for the record."""
     with _client(settings) as client:
         units = client.list_locations()
-    con = cycle.open_state(settings.state_dir)
-    try:
+    with cycle.open_state(settings.state_dir) as con:
         store.save_locations(con, units, now=utc_now())
-    finally:
-        con.close()
     get_run_logger().info("Clinic24 lists %d units", len(units))
     return units
 
@@ -155,16 +152,13 @@ def purge_expired(settings: Settings) -> dict:
 @task(name="publish-run-summary", cache_policy=NO_CACHE)
 def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: datetime) -> dict:
     """Counts per kind, holds, dead letters and latency: aggregates only, no patient data."""
-    con = cycle.open_state(state_dir)
-    try:
+    with cycle.open_state(state_dir) as con:
         latency = health.latency_since(con, since)
         open_items = health.open_items(con)
         store.record_run(
             con, run_id, plan_id=summary.get("extract_id"), as_of=summary["as_of"],
             outcome=summary["outcome"], counts={**summary, "latency": latency}, now=utc_now(),
         )
-    finally:
-        con.close()
     rows = [
         {"step": step, "measure": name, "value": value}
         for step, values in summary.get("steps", {}).items()

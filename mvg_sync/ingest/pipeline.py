@@ -42,6 +42,7 @@ from mvg_sync.quality.checkpoint import PROFILE_SCHEMA, DatasetProfile
 from mvg_sync.quality.document import save_profile
 from mvg_sync.quality.gate import evaluate
 from mvg_sync.rules.patient_id import mask_patient_ids
+from mvg_sync.store import work_connection
 from mvg_sync.sync import crashpoints
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
@@ -136,19 +137,19 @@ def ingest_pending(
         raise ValueError("as_of must be timezone-aware")
     now = utc_now() if now is None else now
     report = IngestReport()
-    con = state.connect(state_dir)
-    try:
+    with state.connect(state_dir) as con:
         known = state.processed_drop_ids(con)
-        pending = sorted(_unprocessed(landing_dir, known, now), key=_processing_order)
+    pending = sorted(_unprocessed(landing_dir, known, now), key=_processing_order)
+    # Reading a drop is long compute: it runs in its own in-memory DuckDB, and the store is
+    # opened only to look up and to record each drop (other processes get in between).
+    with work_connection(state_dir) as work:
         for folder, manifest in pending:
             if folder.name in known:
                 continue
-            drop = _ingest_folder(con, folder, manifest, state_dir, as_of, report, batch_rows)
+            drop = _ingest_folder(work, folder, manifest, state_dir, as_of, report, batch_rows)
             known.add(drop.extract_id)
             report.drops.append(drop)
             crashpoints.reached("after-drop")  # one drop recorded, later ones not yet read
-    finally:
-        con.close()
     return report
 
 
@@ -170,11 +171,8 @@ def wait_for_drop(
     Only the folder listing is polled: the state store is read once, for the processed ids.
     """
     deadline = clock() + max(timeout_s, 0.0)
-    con = state.connect(state_dir)
-    try:
+    with state.connect(state_dir) as con:
         known = state.processed_drop_ids(con)
-    finally:
-        con.close()
     while True:
         if _unprocessed(landing_dir, known, utc_now()):
             return True
@@ -194,11 +192,8 @@ def ingest_drop(
     manifest = _read_manifest(folder, utc_now() if now is None else now)
     if manifest is None:
         return None
-    con = state.connect(state_dir)
-    try:
-        return _ingest_folder(con, folder, manifest, state_dir, as_of, IngestReport(), batch_rows)
-    finally:
-        con.close()
+    with work_connection(state_dir) as work:
+        return _ingest_folder(work, folder, manifest, state_dir, as_of, IngestReport(), batch_rows)
 
 
 def _unprocessed(landing_dir: Path, known: set[str], now: datetime) -> list[tuple[Path, Manifest | DropRejected]]:
@@ -242,27 +237,31 @@ def _ingest_folder(
 ) -> DropReport:
     # A drop is known by its folder name: discovery skips the names in `drops`, and retention
     # deletes the folders it names.
-    previous = state.drop_outcome(con, folder.name)
+    with state.connect(state_dir) as known:
+        previous = state.drop_outcome(known, folder.name)
+        named = None
+        if not isinstance(manifest, DropRejected) and manifest.extract_id != folder.name:
+            named = state.drop_outcome(known, manifest.extract_id)
+        newest = state.latest_accepted(known)
+        same_sequence = None if isinstance(manifest, DropRejected) else known.execute(
+            "SELECT extract_id FROM drops WHERE sequence = ? AND outcome IN ('accepted', 'rejected')",
+            [manifest.sequence],
+        ).fetchone()
+        last_sequence = state.latest_sequence(known)
     if previous is not None:
         log.info("drop %s: duplicate, already %s", folder.name, previous)
         return DropReport(extract_id=folder.name, outcome="duplicate", reason=f"drop already processed ({previous})",
                           sequence=None if isinstance(manifest, DropRejected) else manifest.sequence)
     if isinstance(manifest, DropRejected):
-        return _reject(con, folder.name, None, manifest, as_of, files=[])
+        return _reject(state_dir, folder.name, None, manifest, as_of, files=[])
     if manifest.extract_id != folder.name:
         # Recorded under the manifest's id, the folder would be read again every run and never
         # purged; and a manifest that names another drop is not trusted for its sequence either.
         reason = f"manifest.json: extract_id {manifest.extract_id} differs from the folder name {folder.name}"
-        named = state.drop_outcome(con, manifest.extract_id)
         if named is not None:
             reason += f"; {manifest.extract_id} already processed ({named})"
-        return _reject(con, folder.name, None, DropRejected(reason, file=MANIFEST, rule="manifest"), as_of, files=[])
+        return _reject(state_dir, folder.name, None, DropRejected(reason, file=MANIFEST, rule="manifest"), as_of, files=[])
     drop = DropReport(extract_id=manifest.extract_id, outcome="accepted", sequence=manifest.sequence)
-    newest = state.latest_accepted(con)
-    same_sequence = con.execute(
-        "SELECT extract_id FROM drops WHERE sequence = ? AND outcome IN ('accepted', 'rejected')",
-        [manifest.sequence],
-    ).fetchone()
     if same_sequence is not None:
         drop.outcome, drop.reason = "duplicate", f"sequence {manifest.sequence} already processed"
     elif newest is not None and (manifest.sequence, manifest.extracted_at) < (newest[1], newest[2]):
@@ -270,11 +269,10 @@ def _ingest_folder(
         drop.reason = f"older than the newest accepted drop {newest[0]}"
     if drop.outcome != "accepted":
         log.warning("drop %s: %s (%s)", manifest.extract_id, drop.outcome, drop.reason)
-        _record(con, manifest, drop, as_of)
+        _record(state_dir, manifest, drop, as_of)
         return drop
 
     gap = None
-    last_sequence = state.latest_sequence(con)
     if last_sequence is not None and manifest.sequence > last_sequence + 1:
         gap = (last_sequence, manifest.sequence)
         report.gaps.append(gap)
@@ -287,10 +285,10 @@ def _ingest_folder(
         staged = _validate_drop(con, folder, manifest, drop, state_dir, as_of, batch_rows)
         quarantine = pl.concat(staged.quarantine) if staged.quarantine else None
         crashpoints.reached("before-record-drop")  # snapshots staged, the drop not yet recorded
-        _record(con, manifest, drop, as_of, quarantine=quarantine, snapshots=staged.paths, gap=gap)
+        _record(state_dir, manifest, drop, as_of, quarantine=quarantine, snapshots=staged.paths, gap=gap)
     except DropRejected as exc:
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
-        return _reject(con, manifest.extract_id, manifest, exc, as_of, files=drop.files, gap=gap,
+        return _reject(state_dir, manifest.extract_id, manifest, exc, as_of, files=drop.files, gap=gap,
                        warnings=drop.warnings)
     except Exception as exc:  # noqa: BLE001 - one drop's bug must not wedge every later drop
         # Raised, it would leave the drop unrecorded and fail every later run on the same drop.
@@ -299,7 +297,7 @@ def _ingest_folder(
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
         log.exception("drop %s: internal error while validating it", manifest.extract_id)
         internal = DropRejected(f"internal error: {type(exc).__name__}", file=None, rule="internal")
-        return _reject(con, manifest.extract_id, manifest, internal, as_of, files=drop.files, gap=gap,
+        return _reject(state_dir, manifest.extract_id, manifest, internal, as_of, files=drop.files, gap=gap,
                        warnings=drop.warnings)
     except BaseException:  # interrupted: nothing recorded, the drop is processed next run
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
@@ -365,7 +363,8 @@ def _validate_scanned(
             raise DropRejected(f"{layout.file}: sha256 differs from the manifest{truncated}",
                                file=layout.file, rule="manifest")
 
-    previous = state.previous_counts(con)
+    with state.connect(state_dir) as known:
+        previous = state.previous_counts(known)
     reference_date = manifest.extracted_at.astimezone(STOCKHOLM).date()
     staged = StagedDrop()
     # One file at a time, and each file in batches streamed to its snapshot: peak memory is
@@ -605,6 +604,20 @@ def _counts_json(drop: DropReport) -> dict[str, object]:
 
 
 def _record(
+    state_dir: Path,
+    manifest: Manifest,
+    drop: DropReport,
+    as_of: datetime,
+    *,
+    quarantine: pl.DataFrame | None = None,
+    snapshots: dict[str, Path] | None = None,
+    gap: tuple[int, int] | None = None,
+) -> None:
+    with state.connect(state_dir) as con:
+        _record_on(con, manifest, drop, as_of, quarantine=quarantine, snapshots=snapshots, gap=gap)
+
+
+def _record_on(
     con: duckdb.DuckDBPyConnection,
     manifest: Manifest,
     drop: DropReport,
@@ -631,7 +644,7 @@ def _record(
 
 
 def _reject(
-    con: duckdb.DuckDBPyConnection,
+    state_dir: Path,
     extract_id: str,
     manifest: Manifest | None,
     exc: DropRejected,
@@ -652,11 +665,12 @@ def _reject(
                 "reason": pl.String},
     )
     if manifest is None:
-        state.record_drop(
-            con, extract_id=extract_id, sequence=None, extracted_at=None, window=None,
-            outcome="rejected", reason=exc.reason, processed_at=as_of, counts=_counts_json(drop),
-            quarantine=quarantine,
-        )
+        with state.connect(state_dir) as con:
+            state.record_drop(
+                con, extract_id=extract_id, sequence=None, extracted_at=None, window=None,
+                outcome="rejected", reason=exc.reason, processed_at=as_of, counts=_counts_json(drop),
+                quarantine=quarantine,
+            )
     else:
-        _record(con, manifest, drop, as_of, quarantine=quarantine, gap=gap)
+        _record(state_dir, manifest, drop, as_of, quarantine=quarantine, gap=gap)
     return drop

@@ -6,9 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
-from mvg_sync import state
+from mvg_sync import state, store
 from mvg_sync.ingest.manifest import MANIFEST, manifest_being_written
 from mvg_sync.state import STATE_FILE
 from mvg_sync.timeutil import utc_now
@@ -29,8 +27,7 @@ def describe_state(
     if not db.exists():
         landing = _describe_landing(landing_dir, set(), last_drops, now)
         return "\n".join(["ingestion: no drops processed yet", *landing])
-    con = duckdb.connect(str(db), read_only=True)
-    try:
+    with store.connect(state_dir, read_only=True) as con:
         drops = con.execute(
             # newest first by the instant of the extract (extract_id is local time and repeats an
             # hour at the autumn fall-back); a drop whose manifest was unusable has no
@@ -52,8 +49,6 @@ def describe_state(
             "SELECT dataset, extract_id, accepted_at FROM snapshot_pointer ORDER BY dataset"
         ).fetchall()
         known = state.processed_drop_ids(con) if landing_dir is not None else set()
-    finally:
-        con.close()
     lines = _describe_landing(landing_dir, known, last_drops, now)
     lines.append("Drops: " + (", ".join(f"{o} {n}" for o, n in totals) or "none"))
     for extract_id, sequence, outcome, reason, counts in drops:

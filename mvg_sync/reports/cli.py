@@ -92,13 +92,10 @@ def build_control_reports(
         booked_to=period.booked_to, unit=unit, hsl_from=period.hsl_from, hsl_to=period.hsl_to,
     )
     built_12 = clock()
-    con = open_state_readonly(state_dir)
-    try:
+    with open_state_readonly(state_dir) as con:
         record, issues, locations = ticket_state(con)
         start, end = local_day_bounds(period.registered_from, period.registered_to)
         health = sync_health(con, start=start, end=end)
-    finally:
-        con.close()
     result, units_known = compute_ticket_report(
         datasets, record, issues, locations, as_of=as_of, unit=unit,
         monitoring_from=period.booked_from, monitoring_to=period.booked_to,

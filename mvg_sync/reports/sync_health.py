@@ -8,7 +8,6 @@ Periods are half-open UTC intervals [start, end).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -17,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from mvg_sync import store
 from mvg_sync.reports import held as held_rows
 from mvg_sync.reports.labels import (
     CHANGE_KIND,
@@ -29,9 +29,9 @@ from mvg_sync.reports.labels import (
 )
 from mvg_sync.reports.model import Chart, Report, View
 from mvg_sync.state import STATE_FILE
+from mvg_sync.store.queries import R11_TARGET_S, r11_latency
 from mvg_sync.timeutil import STOCKHOLM
 
-R11_TARGET_S = 300.0  # R11: p95 under 5 minutes from extract to Clinic24's acceptance
 CSV_COLUMNS = ("section", "key", "measure", "value")
 
 _DROPS_SQL = """
@@ -48,22 +48,6 @@ _CHANGES_SQL = """
 SELECT resource_type, change_kind, status, count(*)::BIGINT AS changes
 FROM outbox WHERE created_at >= $start AND created_at < $end
 GROUP BY ALL ORDER BY ALL
-"""
-_LATENCY_SQL = """
-WITH accepted AS (
-    SELECT epoch(settled_at) - epoch(extracted_at) AS s FROM outbox
-    WHERE status = 'done' AND last_outcome = 'accepted' AND extracted_at IS NOT NULL
-      AND settled_at >= $start AND settled_at < $end
-)
--- An acceptance before its extract's timestamp is clock skew between Cosmic and this host:
--- counted apart, never allowed to pull the percentiles under the R11 target.
-SELECT count(*) FILTER (WHERE s >= 0)::BIGINT AS accepted,
-       quantile_cont(s, 0.5) FILTER (WHERE s >= 0) AS p50_s,
-       quantile_cont(s, 0.95) FILTER (WHERE s >= 0) AS p95_s,
-       max(s) FILTER (WHERE s >= 0) AS max_s,
-       avg(CASE WHEN s < $target THEN 1.0 ELSE 0.0 END) FILTER (WHERE s >= 0) AS share_under_5_min,
-       count(*) FILTER (WHERE s < 0)::BIGINT AS clock_skewed
-FROM accepted
 """
 _LATENCY_DAILY_SQL = """
 SELECT CAST(timezone($tz, settled_at) AS DATE) AS day, count(*)::BIGINT AS accepted,
@@ -146,21 +130,16 @@ def local_day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime
     return start, end
 
 
-def open_state_readonly(state_dir: Path, *, attempts: int = 20) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; waits briefly while a sync run holds the file for writing."""
+def open_state_readonly(state_dir: Path, *, attempts: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection (use it with `with`); waits a bounded time while a sync writes.
+
+    `attempts` is kept for callers of the earlier signature; the wait is the store's own
+    (mvg_sync.store.READ_WAIT_S), announced on stderr after a second.
+    """
     path = state_dir / STATE_FILE
     if not path.exists():
         raise FileNotFoundError(f"no state store at {path}: nothing has been ingested yet")
-    for attempt in range(attempts):
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            con.execute("SET TimeZone = 'UTC'")
-            return con
-        except duckdb.IOException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
+    return store.connect(state_dir, read_only=True)
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -193,13 +172,7 @@ def sync_health(con: duckdb.DuckDBPyConnection, *, start: datetime, end: datetim
         "accepted": 0, "p50_s": None, "p95_s": None, "max_s": None, "share_under_5_min": None,
         "clock_skewed": 0}
     if "outbox" in present:
-        row = con.execute(_LATENCY_SQL, {**bounds, "target": R11_TARGET_S}).fetchone()
-        latency = dict(zip(latency, row, strict=True))
-        latency["accepted"] = int(latency["accepted"] or 0)
-        latency["clock_skewed"] = int(latency["clock_skewed"] or 0)
-        for key in ("p50_s", "p95_s", "max_s", "share_under_5_min"):
-            value = latency[key]
-            latency[key] = None if value is None else round(float(value), 3)
+        latency = r11_latency(con, start=start, end=end)  # the same query as the run summary's
     return SyncHealth(period_start=start, period_end=end, latency=latency, frames=frames)
 
 

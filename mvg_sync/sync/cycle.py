@@ -26,6 +26,7 @@ from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import PayloadError, build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
 from mvg_sync.state import connect, load_snapshot, pointer_extract_id, quarantined_keys
+from mvg_sync.store import lease
 from mvg_sync.sync import accepted, crashpoints, store
 from mvg_sync.timeutil import STOCKHOLM
 
@@ -38,10 +39,8 @@ HOLD_COLUMNS = {"key": pl.Utf8, "unit_hsa_id": pl.Utf8, "rule": pl.Utf8, "reason
 
 
 def open_state(state_dir: Path) -> duckdb.DuckDBPyConnection:
-    """The state store with the sync's tables present."""
-    con = connect(state_dir)
-    store.ensure_schema(con)
-    return con
+    """The state store, current schema; `with open_state(d) as con:` — held only for a step's SQL."""
+    return connect(state_dir)
 
 
 @dataclass(frozen=True)
@@ -100,8 +99,7 @@ def draft_booking_plan(
     the accepted payloads, only for the bookings that may change); content hashes of rows
     unchanged since an earlier plan come from its cache under `plan-cache/` (issue 12).
     """
-    con = open_state(state_dir)
-    try:
+    with open_state(state_dir) as con:
         snapshot = current_snapshot(con)
         if snapshot is None:
             return None
@@ -109,8 +107,6 @@ def draft_booking_plan(
         quarantined = quarantined_keys(con, snapshot.extract_id, "bokningar.csv")
         catalogue_drop = pointer_extract_id(con, "care_services")
         bad_services = quarantined_keys(con, catalogue_drop, "vardtjanster.csv") if catalogue_drop else []
-    finally:
-        con.close()
     all_bookings = load_snapshot(state_dir, "bookings")
     care_services = load_snapshot(state_dir, "care_services")
     # A care service whose catalogue row was quarantined is unknown, not out of scope: its
@@ -215,11 +211,8 @@ def _remember_hashes(state_dir: Path, scope: booking_scope.ScopeResult, known: p
 
 def _previous_desired(state_dir: Path, keys: pl.Series, schema: pl.Schema) -> pl.DataFrame:
     """The desired rows Clinic24 last accepted for `keys` (R07, R08), from the accepted payloads."""
-    con = open_state(state_dir)
-    try:
+    with open_state(state_dir) as con:
         resources = _accepted_appointments(con, keys.cast(pl.String).to_list())
-    finally:
-        con.close()
     return accepted.accepted_rows(resources, schema)
 
 
@@ -280,11 +273,8 @@ def check_guardians(
     without ~5 minutes of lookups (issue 4 (c)); nothing is created for a child without a
     guardian either way.
     """
-    con = open_state(state_dir)
-    try:
+    with open_state(state_dir) as con:
         waiting = set(store.guardian_held_keys(con))
-    finally:
-        con.close()
     candidates = draft.guardian_candidates
     recheck_by_push = (
         candidates.group_by("patient_id").agg(pl.col("booking_id").is_in(list(waiting)).all().alias("all_waiting"))
@@ -357,8 +347,7 @@ def apply_guard(
     `bokningsunderlag.csv` would otherwise withdraw tickets that R16 never re-issues.
     """
     window_start = datetime.combine(draft.snapshot.window_from, datetime.min.time(), tzinfo=STOCKHOLM)
-    con = open_state(state_dir)
-    try:
+    with open_state(state_dir) as con:
         live = store.live_synced_count(con, since=window_start)
         decision = booking_plan.guard_mass_cancellation(draft.changes, live, max_share=max_share, floor=floor)
         hold, cancels, reason = decision.hold, decision.cancels, decision.reason
@@ -378,8 +367,6 @@ def apply_guard(
         store.hold_for_approval(con, extract_id, cancels=cancels, live=live, reason=reason, now=now)
         log.warning("Drop %s held for approval: %s", extract_id, reason)
         return GuardOutcome(True, False, status is None, cancels, live, reason)
-    finally:
-        con.close()
 
 
 @dataclass
@@ -398,13 +385,10 @@ def draft_ticket_plan(
     bases = load_snapshot(state_dir, "booking_bases")
     if bases is None:
         return None
-    con = open_state(state_dir)
-    try:
+    with open_state(state_dir) as con:
         record = store.load_record(con, SERVICE_REQUEST).rename({"key": "basis_id"})
         snapshot = current_snapshot(con)
         quarantined = quarantined_keys(con, snapshot.extract_id, "bokningsunderlag.csv") if snapshot else []
-    finally:
-        con.close()
     # A quarantined basis is not gone (R19 would revoke its ticket): leave its ticket alone.
     record = record.filter(~pl.col("basis_id").is_in(quarantined))
     plan = tickets.plan_tickets(
@@ -492,7 +476,7 @@ def _timeless(ticket: dict) -> dict:
 
 
 def _outbox_rows(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Path,
     changes: pl.DataFrame,
     *,
     resource_type: str,
@@ -505,8 +489,19 @@ def _outbox_rows(
 
     A change whose payload cannot be built (e.g. an ending change for a booking Clinic24 was
     never seen to accept) is left out and appended to `failed` as a hold with its reason:
-    one bad row never stops the plan for everyone else.
+    one bad row never stops the plan for everyone else. Given a state folder, the store is
+    open only for the two look-ups, not while the payloads are built.
     """
+    if isinstance(con, Path):
+        with open_state(con) as opened:
+            lookups = _lookups(opened, changes, resource_type, key)
+    else:
+        lookups = _lookups(con, changes, resource_type, key)
+    return _build_rows(changes, resource_type=resource_type, key=key, builder=builder, snapshot=snapshot,
+                       failed=failed, lookups=lookups)
+
+
+def _lookups(con: duckdb.DuckDBPyConnection, changes: pl.DataFrame, resource_type: str, key: str) -> tuple[dict, dict]:
     ending = changes.filter(pl.col("change_kind").is_in(ENDING_KINDS))
     accepted = _last_accepted_payloads(con, resource_type, ending.get_column(key).to_list())
     # R16: a ticket change planned again while still open (its answer lost in a crash or a 5xx)
@@ -514,6 +509,14 @@ def _outbox_rows(
     still_open = (
         _open_ticket_changes(con, changes.get_column(key).to_list()) if resource_type == SERVICE_REQUEST else {}
     )
+    return accepted, still_open
+
+
+def _build_rows(
+    changes: pl.DataFrame, *, resource_type: str, key: str, builder: Callable[..., dict], snapshot: SnapshotRef,
+    failed: list[dict], lookups: tuple[dict, dict],
+) -> pl.DataFrame:
+    accepted, still_open = lookups
     payloads, hashes, buildable = [], changes.get_column("content_hash").to_list(), []
     for n, row in enumerate(changes.iter_rows(named=True)):
         try:
@@ -557,21 +560,24 @@ def commit_plan(
     snapshot: SnapshotRef,
     now: datetime,
 ) -> dict:
-    """Write the outbox and the holds before any push (the crash-safety step)."""
-    con = open_state(state_dir)
-    try:
-        by_type: dict[str, pl.DataFrame] = {}
-        failed: dict[str, list[dict]] = {APPOINTMENT: [], SERVICE_REQUEST: []}
-        if bookings is not None:
-            by_type[APPOINTMENT] = _outbox_rows(
-                con, bookings.changes, resource_type=APPOINTMENT, key="booking_id",
-                builder=build_appointment, snapshot=snapshot, failed=failed[APPOINTMENT],
-            )
-        if ticket_draft is not None:
-            by_type[SERVICE_REQUEST] = _outbox_rows(
-                con, ticket_draft.changes, resource_type=SERVICE_REQUEST, key="basis_id",
-                builder=build_service_request, snapshot=snapshot, failed=failed[SERVICE_REQUEST],
-            )
+    """Write the outbox and the holds before any push (the crash-safety step).
+
+    The payloads are built with the store closed (an initial load builds hundreds of
+    thousands); it is open again only to write them.
+    """
+    by_type: dict[str, pl.DataFrame] = {}
+    failed: dict[str, list[dict]] = {APPOINTMENT: [], SERVICE_REQUEST: []}
+    if bookings is not None:
+        by_type[APPOINTMENT] = _outbox_rows(
+            state_dir, bookings.changes, resource_type=APPOINTMENT, key="booking_id",
+            builder=build_appointment, snapshot=snapshot, failed=failed[APPOINTMENT],
+        )
+    if ticket_draft is not None:
+        by_type[SERVICE_REQUEST] = _outbox_rows(
+            state_dir, ticket_draft.changes, resource_type=SERVICE_REQUEST, key="basis_id",
+            builder=build_service_request, snapshot=snapshot, failed=failed[SERVICE_REQUEST],
+        )
+    with open_state(state_dir) as con:
         written = store.write_plan(con, by_type, plan_id=run_id, now=now)
         crashpoints.reached("after-plan")
         held = {"bookings": 0, "tickets": 0}
@@ -586,8 +592,6 @@ def commit_plan(
             holds = pl.concat([ticket_draft.holds, pl.DataFrame(failed[SERVICE_REQUEST], schema=HOLD_COLUMNS)])
             store.replace_holds(con, holds, resource_type=SERVICE_REQUEST, now=now)
             held["tickets"] = holds.height
-    finally:
-        con.close()
     counts = {**{rt: vars(w) for rt, w in written.items()}, "holds": held}
     if ticket_draft is not None:
         # Bases that get no ticket this run (R15 not yet due, R05/R17/R18 rejected) belong in
@@ -635,25 +639,27 @@ def resolve_in_doubt(
     """
     keys_of = {APPOINTMENT: "booking_id", SERVICE_REQUEST: "basis_id"}
     read = {APPOINTMENT: client.get_appointment, SERVICE_REQUEST: client.get_service_request}
-    con = open_state(state_dir)
     found = 0
-    try:
-        for resource_type, changes in drafts.items():
-            planned = changes.get_column(keys_of[resource_type]).to_list()
-            for entry in store.in_doubt_entries(con, resource_type, planned):
-                held = read[resource_type](entry["key"])
-                if held is None:
-                    continue
-                body = {k: v for k, v in held.items() if k not in ("id", "meta")}
+    # The store is closed while Clinic24 is read; each observation is written as it comes.
+    with open_state(state_dir) as con:
+        in_doubt = {
+            resource_type: store.in_doubt_entries(con, resource_type, changes.get_column(keys_of[resource_type]).to_list())
+            for resource_type, changes in drafts.items()
+        }
+    for resource_type, entries in in_doubt.items():
+        for entry in entries:
+            held = read[resource_type](entry["key"])
+            if held is None:
+                continue
+            body = {k: v for k, v in held.items() if k not in ("id", "meta")}
+            with open_state(state_dir) as con:
                 store.observe(
                     con, resource_type, entry["key"], body,
                     status=body["status"], start_at=_instant(body.get("start")), unit=_location(body),
                     content_hash=entry["content_hash"] if body == entry["payload"] else None,
                     version=(held.get("meta") or {}).get("versionId"), now=now,
                 )
-                found += 1
-    finally:
-        con.close()
+            found += 1
     return found
 
 
@@ -678,13 +684,17 @@ _RECORDED = ("resource_type", "key", "target_status", "target_start_at", "target
 
 
 def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[], datetime]) -> dict:
-    """Send every pending outbox entry and settle each answer as its batch completes."""
-    con = open_state(state_dir)
+    """Send every pending outbox entry and settle each answer as its batch completes.
+
+    The store is held through a lease: kept between batches, let go whenever another
+    process waits for it (a `status`, a report), so nothing waits for the whole push.
+    """
     lock = threading.Lock()
     tally: dict[str, int] = {}
     by_type: dict[str, dict[str, int]] = {}
-    try:
-        entries = store.pending_entries(con)
+    with lease(state_dir) as held_store:
+        with held_store.connection() as con:
+            entries = store.pending_entries(con)
         if not entries:
             return {"sent": 0}
         type_of = {e["change_id"]: e["resource_type"] for e in entries}
@@ -710,7 +720,8 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
             frame = pl.DataFrame(rows, schema=SETTLED_SCHEMA)
             with lock:
                 crashpoints.reached("before-settle")
-                store.settle(con, frame)
+                with held_store.connection() as con:
+                    store.settle(con, frame)
                 crashpoints.reached("after-settle")
 
         client.upsert(
@@ -719,8 +730,6 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
         )
         # Per resource type as well, so tickets show their own counts beside the bookings'.
         return {"sent": len(entries), **tally, **by_type}
-    finally:
-        con.close()
 
 
 @contextmanager

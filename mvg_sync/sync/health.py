@@ -6,6 +6,8 @@ from datetime import datetime
 
 import duckdb
 
+from mvg_sync.store.queries import r11_latency
+
 
 def ingest_summary(report) -> dict:
     """Drops by outcome and rows by fate, from an `IngestReport` (counts only)."""
@@ -27,22 +29,8 @@ def latency_since(con: duckdb.DuckDBPyConnection, since: datetime) -> dict:
     An acceptance stamped before its extract (clock skew between Cosmic and this host, or a
     back-dated `as_of`) is counted as `clock_skewed`, not averaged into the percentiles.
     """
-    row = con.execute(
-        "SELECT count(*) FILTER (WHERE s >= 0), quantile_cont(s, 0.5) FILTER (WHERE s >= 0), "
-        "quantile_cont(s, 0.95) FILTER (WHERE s >= 0), max(s) FILTER (WHERE s >= 0), "
-        "count(*) FILTER (WHERE s < 0) FROM ("
-        "  SELECT epoch(settled_at) - epoch(extracted_at) AS s FROM outbox "
-        "  WHERE status = 'done' AND last_outcome = 'accepted' AND settled_at >= ?)",
-        [since],
-    ).fetchone()
-    count, p50, p95, worst, skewed = row
-    return {
-        "accepted": int(count),
-        "clock_skewed": int(skewed),
-        "p50_s": round(p50, 1) if p50 is not None else None,
-        "p95_s": round(p95, 1) if p95 is not None else None,
-        "max_s": round(worst, 1) if worst is not None else None,
-    }
+    latency = r11_latency(con, start=since, digits=1)  # the query the sync-health report uses
+    return {k: latency[k] for k in ("accepted", "clock_skewed", "p50_s", "p95_s", "max_s")}
 
 
 def open_items(con: duckdb.DuckDBPyConnection) -> dict:

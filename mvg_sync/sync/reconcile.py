@@ -16,6 +16,7 @@ import polars as pl
 
 from mvg_sync.clinic24.client import Clinic24Client
 from mvg_sync.settings import Settings
+from mvg_sync.store import transaction
 from mvg_sync.sync import cycle
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
@@ -80,13 +81,10 @@ def compare(record: pl.DataFrame, seen: pl.DataFrame) -> Drift:
 
 def run_reconcile(settings: Settings) -> Drift:
     """Read Clinic24 per unit over the record's date range, compare, and correct the record."""
-    con = cycle.open_state(settings.state_dir)
-    try:
+    with cycle.open_state(settings.state_dir) as con:
         record = con.sql(
             "SELECT key, status, start_at, unit_hsa_id FROM clinic24_record WHERE resource_type = 'Appointment'"
         ).pl()
-    finally:
-        con.close()
     if record.height == 0:
         return Drift()
     first = record.get_column("start_at").min().astimezone(STOCKHOLM).date()
@@ -108,10 +106,8 @@ def run_reconcile(settings: Settings) -> Drift:
 
 def _correct_record(settings: Settings, record: pl.DataFrame, seen: pl.DataFrame, drift: Drift) -> None:
     """Make the record say what Clinic24 holds, with no content hash, so the next plan repairs it."""
-    con = cycle.open_state(settings.state_dir)
     now = utc_now()
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with transaction(settings.state_dir) as con:
         if drift.missing_in_clinic24:
             con.execute(
                 "DELETE FROM clinic24_record WHERE resource_type = 'Appointment' AND key IN (SELECT unnest(?))",
@@ -129,9 +125,3 @@ def _correct_record(settings: Settings, record: pl.DataFrame, seen: pl.DataFrame
                 [now],
             )
             con.unregister("seen_fix")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()

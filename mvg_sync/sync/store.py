@@ -21,91 +21,18 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    change_id       VARCHAR PRIMARY KEY,   -- <plan_id>/<resource_type>/<key>
-    plan_id         VARCHAR NOT NULL,      -- extract id (or run id) the plan came from
-    resource_type   VARCHAR NOT NULL,      -- Appointment | ServiceRequest
-    key             VARCHAR NOT NULL,      -- booking id or basis id
-    change_kind     VARCHAR NOT NULL,      -- create rebook update cancel issue revoke complete
-    rule            VARCHAR,               -- rule id that caused it (R06 …)
-    content_hash    VARCHAR NOT NULL,
-    source_sequence BIGINT NOT NULL,
-    payload         VARCHAR NOT NULL,      -- the FHIR resource, JSON, sent as is
-    target_status   VARCHAR NOT NULL,      -- booked/cancelled/active/revoked/completed
-    target_start_at TIMESTAMPTZ,
-    target_unit     VARCHAR,
-    status          VARCHAR NOT NULL,      -- pending done held dead superseded
-    reason          VARCHAR,               -- why held/dead/superseded/stale (no patient data)
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    last_outcome    VARCHAR,
-    version         VARCHAR,
-    extracted_at    TIMESTAMPTZ,           -- when Cosmic extracted the drop (R11 latency)
-    created_at      TIMESTAMPTZ NOT NULL,
-    settled_at      TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS clinic24_record (
-    resource_type   VARCHAR NOT NULL,
-    key             VARCHAR NOT NULL,
-    status          VARCHAR NOT NULL,
-    start_at        TIMESTAMPTZ,
-    unit_hsa_id     VARCHAR,
-    content_hash    VARCHAR,
-    source_sequence BIGINT,
-    version         VARCHAR,
-    accepted_at     TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (resource_type, key)
-);
-CREATE TABLE IF NOT EXISTS clinic24_observed (
-    resource_type VARCHAR NOT NULL,            -- what Clinic24 was seen to hold when read back
-    key           VARCHAR NOT NULL,            -- (in-doubt writes, reconciliation): the payload an
-    payload       VARCHAR NOT NULL,            -- ending change starts from when no accepted
-    observed_at   TIMESTAMPTZ NOT NULL,        -- outbox entry has it
-    PRIMARY KEY (resource_type, key)
-);
-CREATE TABLE IF NOT EXISTS holds (
-    resource_type VARCHAR NOT NULL,
-    key           VARCHAR NOT NULL,
-    unit_hsa_id   VARCHAR,
-    rule          VARCHAR NOT NULL,
-    reason        VARCHAR NOT NULL,
-    since         TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (resource_type, key)
-);
-CREATE TABLE IF NOT EXISTS approvals (
-    extract_id  VARCHAR PRIMARY KEY,
-    status      VARCHAR NOT NULL,          -- held | approved | superseded
-    cancels     BIGINT NOT NULL,
-    live        BIGINT NOT NULL,
-    reason      VARCHAR NOT NULL,
-    held_at     TIMESTAMPTZ NOT NULL,
-    approved_at TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS locations (
-    unit_hsa_id VARCHAR PRIMARY KEY,
-    fetched_at  TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS unit_departures (
-    key         VARCHAR PRIMARY KEY,       -- booking id whose unit left Clinic24 (R09)
-    unit_hsa_id VARCHAR NOT NULL,
-    noted_at    TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sync_runs (
-    run_id      VARCHAR PRIMARY KEY,
-    plan_id     VARCHAR,
-    as_of       TIMESTAMPTZ NOT NULL,
-    outcome     VARCHAR NOT NULL,
-    counts      VARCHAR NOT NULL,          -- JSON, counts only
-    finished_at TIMESTAMPTZ NOT NULL
-);
-"""
+from mvg_sync.store import transaction
+from mvg_sync.store.migrations import upgrade
 
 OPEN_STATUSES = ("pending", "held", "dead")
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the sync tables if they are missing (idempotent)."""
-    con.execute(SCHEMA)
+    """Bring a connection's database to the current schema (the store's migrations; idempotent).
+
+    `mvg_sync.store.connect` does this on open; this is for in-memory databases in tests.
+    """
+    upgrade(con)
 
 
 def load_record(con: duckdb.DuckDBPyConnection, resource_type: str) -> pl.DataFrame:
@@ -147,8 +74,7 @@ def observe(
     The record then says what Clinic24 really has — so the next plan sends what is needed
     to reach Cosmic's truth — and the payload is kept for ending changes.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "INSERT INTO clinic24_record VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) "
             "ON CONFLICT (resource_type, key) DO UPDATE SET status = excluded.status, "
@@ -160,10 +86,6 @@ def observe(
             "INSERT OR REPLACE INTO clinic24_observed VALUES (?, ?, ?, ?)",
             [resource_type, key, json.dumps(resource, ensure_ascii=False, separators=(",", ":")), now],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 @dataclass(frozen=True)
@@ -191,14 +113,9 @@ def write_plan(
     redriven; every other open entry of that resource type is superseded by this plan.
     """
     written: dict[str, OutboxWrite] = {}
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for resource_type, changes in changes_by_type.items():
             written[resource_type] = _converge(con, changes, resource_type, plan_id, now)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return written
 
 
@@ -247,8 +164,7 @@ def replace_holds(
 
     `holds` has key, unit_hsa_id, rule, reason; a hold that persists keeps its `since`.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.register("new_holds", holds.select("key", "unit_hsa_id", "rule", "reason"))
         con.execute(
             "DELETE FROM holds WHERE resource_type = ? AND key NOT IN (SELECT key FROM new_holds)",
@@ -261,10 +177,6 @@ def replace_holds(
             [resource_type, now],
         )
         con.unregister("new_holds")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def guardian_held_keys(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -344,16 +256,11 @@ def settle(con: duckdb.DuckDBPyConnection, outcomes: pl.DataFrame) -> None:
     source_sequence — see `mvg_sync.sync.cycle.push_pending`. One transaction per batch, so a crash loses at most the
     answers of the batch in flight, which the next run re-sends identically.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.register("settled", outcomes)
         con.execute(_RECORD_SQL)
         con.execute(_SETTLE_SQL)
         con.unregister("settled")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def redrive(con: duckdb.DuckDBPyConnection) -> int:
@@ -396,11 +303,10 @@ def supersede_other_approvals(con: duckdb.DuckDBPyConnection, extract_id: str) -
 
 
 def save_locations(con: duckdb.DuckDBPyConnection, hsa_ids: list[str], *, now: datetime) -> None:
-    con.execute("BEGIN TRANSACTION")
-    con.execute("DELETE FROM locations")
-    if hsa_ids:
-        con.executemany("INSERT INTO locations VALUES (?, ?)", [(h, now) for h in hsa_ids])
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute("DELETE FROM locations")
+        if hsa_ids:
+            con.executemany("INSERT INTO locations VALUES (?, ?)", [(h, now) for h in hsa_ids])
 
 
 def cached_locations(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -409,13 +315,12 @@ def cached_locations(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def replace_unit_departures(con: duckdb.DuckDBPyConnection, departed: pl.DataFrame, *, now: datetime) -> None:
     """Bookings not synced because their unit left Clinic24 (R09), for sync health."""
-    con.execute("BEGIN TRANSACTION")
-    con.execute("DELETE FROM unit_departures")
-    if departed.height:
-        con.register("departed", departed.select("key", "unit_hsa_id"))
-        con.execute("INSERT INTO unit_departures SELECT key, unit_hsa_id, ? FROM departed", [now])
-        con.unregister("departed")
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute("DELETE FROM unit_departures")
+        if departed.height:
+            con.register("departed", departed.select("key", "unit_hsa_id"))
+            con.execute("INSERT INTO unit_departures SELECT key, unit_hsa_id, ? FROM departed", [now])
+            con.unregister("departed")
 
 
 def record_run(
