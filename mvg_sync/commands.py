@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 
 from mvg_sync.settings import load_settings
 from mvg_sync.timeutil import utc_now
@@ -13,17 +14,48 @@ EXIT_OK, EXIT_FAILED, EXIT_HELD, EXIT_DRIFT = 0, 1, 3, 4
 
 
 def sync(args: argparse.Namespace) -> int:
-    """One cycle as the `booking_sync` Prefect flow; 0 done, 1 failed, 3 held for approval."""
-    from flows.booking_sync import booking_sync
+    """One cycle as the `booking_sync` Prefect flow; 0 done, 1 failed, 3 held for approval.
 
-    state = booking_sync(as_of=args.as_of, return_state=True)
+    SIGINT/SIGTERM stop it within seconds with 130/143 (issue 11.2, `mvg_sync.interrupts`);
+    without PREFECT_API_URL the temporary Prefect server is the command's own child, stopped
+    after the run's last report and killed by the kernel if the command dies (issue 14).
+    """
+    from mvg_sync import interrupts, prefect_server
+    from mvg_sync.logfilter import configure_console
+
+    settings = load_settings()
+    check_folders(settings, landing=True, state="create")
+    interrupts.install()
+    verbose = bool(getattr(args, "verbose", False) or getattr(args, "debug", False))
+    server = None
+    try:
+        server = prefect_server.start_if_needed()
+        from flows.booking_sync import booking_sync
+
+        configure_console(verbose=verbose, debug=bool(getattr(args, "debug", False)))
+        state = booking_sync(as_of=args.as_of, return_state=True)
+        interrupts.checkpoint()
+    finally:
+        prefect_server.stop(server)
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):  # the flow raised: its exception is the result
+        summary = {"outcome": "failed", "error": summary}
+    for warning in summary.get("warnings", []):
+        sys.stderr.write(f"warning: {warning}\n")
     if state.is_failed():
-        summary = state.result(raise_on_failure=False)
-        print(state.message or "sync failed")
-        if isinstance(summary, dict) and summary.get("outcome") == "held":
+        if summary.get("outcome") == "held":
+            print(state.message)
             return EXIT_HELD
+        cause = summary.get("error")
+        message = state.message or "sync failed"
+        if isinstance(cause, BaseException):
+            from mvg_sync.logfilter import one_line
+
+            message = one_line(cause)
+            if isinstance(cause, Exception):
+                raise cause  # the command line's top turns it into one line and a hint
+        print(f"sync failed: {message}")
         return EXIT_FAILED
-    summary = state.result()
     print(_summary_line(summary))
     return EXIT_OK
 
@@ -34,6 +66,33 @@ def _summary_line(summary: dict) -> str:
         {"outcome": summary.get("outcome"), "extract_id": summary.get("extract_id"),
          "push": steps.get("push"), "latency": summary.get("latency")},
         default=str,
+    )
+
+
+class FolderMissing(RuntimeError):
+    """A configured folder does not exist; the message names it and its variable."""
+
+
+def check_folders(settings, *, landing: bool = False, state: str | None = None) -> None:
+    """A missing landing or state folder is an error naming the folder and its variable (issue 11.3).
+
+    `state="create"` (the sync): the first run creates the state folder, provided its parent
+    exists, so a mistyped path still fails instead of silently starting a new state.
+    """
+    if landing and not settings.landing_dir.is_dir():
+        raise FolderMissing(
+            f"landing folder {settings.landing_dir} does not exist (MVG_LANDING_DIR); "
+            "create it or point MVG_LANDING_DIR at the folder Cosmic writes drops to"
+        )
+    if state is None or settings.state_dir.is_dir():
+        return
+    if state == "create" and settings.state_dir.parent.is_dir():
+        settings.state_dir.mkdir(mode=0o700)
+        return
+    raise FolderMissing(
+        f"state folder {settings.state_dir} does not exist (MVG_STATE_DIR); "
+        + ("point MVG_STATE_DIR at the integration's state folder (a first `mvg-sync sync` creates it)"
+           if state != "create" else "create its parent folder or correct MVG_STATE_DIR")
     )
 
 
