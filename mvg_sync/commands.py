@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from mvg_sync.settings import load_settings
@@ -100,7 +99,9 @@ def approve(args: argparse.Namespace) -> int:
     """Release a drop held by the mass-cancellation guard; the next `sync` pushes it."""
     from mvg_sync.sync import cycle, store
 
-    con = cycle.open_state(load_settings().state_dir)
+    settings = load_settings()
+    check_folders(settings, state="read")
+    con = cycle.open_state(settings.state_dir)
     try:
         if store.approve(con, args.extract_id, now=utc_now()):
             print(f"Drop {args.extract_id} approved; the next sync pushes it.")
@@ -112,17 +113,13 @@ def approve(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Drops, quarantine, held bookings, changes waiting or dead-lettered."""
-    from mvg_sync.ingest import describe_state
-    from mvg_sync.sync import cycle, health
+    """Drops, quarantine, holds by rule and unit, changes waiting or dead-lettered, the last failure."""
+    from mvg_sync import statusview
 
     settings = load_settings()
-    print(describe_state(settings.state_dir, settings.landing_dir))
-    con = cycle.open_state(settings.state_dir)
-    try:
-        print(health.open_items_markdown(health.open_items(con)))
-    finally:
-        con.close()
+    check_folders(settings, landing=True, state="read")
+    data = statusview.collect(settings.state_dir, settings.landing_dir)
+    print(statusview.as_json(data) if getattr(args, "json", False) else statusview.render(data))
     return EXIT_OK
 
 
@@ -132,6 +129,7 @@ def redrive(args: argparse.Namespace) -> int:
     from mvg_sync.sync import cycle, store
 
     settings = load_settings()
+    check_folders(settings, state="read")
     con = cycle.open_state(settings.state_dir)
     try:
         count = store.redrive(con)
@@ -149,19 +147,68 @@ def redrive(args: argparse.Namespace) -> int:
 
 def reconcile(args: argparse.Namespace) -> int:
     """Compare Clinic24's appointments with the record; 0 no drift, 4 drift, 1 failed."""
+    from mvg_sync.logfilter import configure_console
     from mvg_sync.sync.reconcile import run_reconcile
 
-    logging.basicConfig(level=logging.INFO)
-    drift = run_reconcile(load_settings())
+    configure_console(verbose=bool(getattr(args, "verbose", False) or getattr(args, "debug", False)),
+                      debug=bool(getattr(args, "debug", False)))
+    settings = load_settings()
+    check_folders(settings, state="read")
+    drift = run_reconcile(settings)
     print(json.dumps(drift.summary(), default=str))
     return EXIT_DRIFT if drift.has_drift else EXIT_OK
 
 
 def report(args: argparse.Namespace) -> int:
-    """Write the control reports."""
+    """Write the control reports; `--period` as the scheduled flow names it, `--unit` checked first."""
     from mvg_sync.reports.cli import main as report_main
 
+    settings = load_settings()
+    check_folders(settings, state="read")
+    if getattr(args, "period", None):
+        if args.date_from or args.date_to:
+            raise ValueError("--period and --from/--to both name the registration period: give one")
+        from mvg_sync.reports.cli import default_period
+        from mvg_sync.timeutil import resolve_as_of
+
+        period = default_period(resolve_as_of(args.as_of), args.period)
+        args.date_from, args.date_to = period.registered_from.isoformat(), period.registered_to.isoformat()
+    if args.unit:
+        check_unit(settings.state_dir, args.unit)
     return report_main(args)
+
+
+class UnknownUnit(ValueError):
+    """`--unit` names no unit the integration knows; the message names where units come from."""
+
+
+def check_unit(state_dir, unit: str) -> None:
+    """An unknown `--unit` is an error, not empty reports (issue 11.3).
+
+    Known units are those of Cosmic's latest units file (enheter.csv) and those Clinic24
+    listed at the last sync (R01).
+    """
+    from mvg_sync.state import load_snapshot
+
+    units = load_snapshot(state_dir, "units")
+    known = set(units.get_column("unit_hsa_id").to_list()) if units is not None else set()
+    db = state_dir / "state.duckdb"
+    if db.exists():
+        import duckdb
+
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            known |= {r[0] for r in con.execute("SELECT unit_hsa_id FROM locations").fetchall()}
+        except duckdb.CatalogException:
+            pass
+        finally:
+            con.close()
+    if unit not in known:
+        sample = ", ".join(sorted(known)[:3]) + (" …" if len(known) > 3 else "")
+        raise UnknownUnit(
+            f"unknown unit {unit!r}: not among the {len(known)} units of Cosmic's latest enheter.csv and "
+            f"Clinic24's unit list in {state_dir} (MVG_STATE_DIR)" + (f", e.g. {sample}" if known else "")
+        )
 
 
 def setup_prefect(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ Clinic24 applied a batch but before its answers are recorded, and between batche
 
 `MVG_PAUSE_AT=<point>[:<n>]` pauses there instead (the interrupt tests, issue 11.2): the
 file named by `MVG_PAUSE_FILE` is created, and the process waits until a signal asks it to
-stop (or two minutes pass), as slow work at that point would.
+stop, or the test removes the file to let it go on (at most two minutes), as slow work at
+that point would.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ def reached(point: str) -> None:
     if _hit("MVG_PAUSE_AT", point):
         from mvg_sync import interrupts
 
-        Path(os.environ["MVG_PAUSE_FILE"]).touch()
+        marker = Path(os.environ["MVG_PAUSE_FILE"])
+        marker.touch()
         deadline = time.monotonic() + 120
-        while interrupts.requested() is None and time.monotonic() < deadline:
+        while marker.exists() and interrupts.requested() is None and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
