@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -28,12 +29,30 @@ from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import utc_now
 
 
+def _transient(task, task_run, state) -> bool:
+    """Retry a Clinic24 step only for what may pass (the service down, a timeout), never for
+    wrong credentials, a wrong URL or a refused request: those fail at once (issue 11.3:
+    a wrong secret was retried three times, 22 s, before the run said so)."""
+    exc = state.result(raise_on_failure=False)
+    if not isinstance(exc, BaseException):
+        return False
+    name = type(exc).__name__
+    if any(word in name for word in ("Auth", "Credential", "Protocol", "Refused", "Setting", "Config", "Insecure")):
+        return False
+    return name.startswith("Clinic24") or isinstance(exc, (OSError, httpx.TransportError))
+
+
+# One task-level retry on top of the client's own retries: each round already spans the
+# client's backoff, and a scheduled sync runs again within minutes anyway.
+CLINIC24_RETRIES = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _transient}
+
+
 def _client(settings: Settings) -> Clinic24Client:
     client_id, secret = settings.clinic24_credentials()
     return Clinic24Client(settings.clinic24_base_url, client_id, secret)
 
 
-@task(name="fetch-clinic24-units", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="fetch-clinic24-units", **CLINIC24_RETRIES, cache_policy=NO_CACHE)
 def fetch_clinic24_units(settings: Settings) -> list[str]:
     """R01: Clinic24's own unit list, cached in the state store for the record."""
     with _client(settings) as client:
@@ -69,7 +88,7 @@ def name_flow_run(extract_id: str) -> None:
             client.update_flow_run(flow_run.id, name=f"sync {extract_id} ({flow_run.id[:8]})")
 
 
-@task(name="check-child-guardians", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="check-child-guardians", **CLINIC24_RETRIES, cache_policy=NO_CACHE)
 def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycle.BookingDraft:
     """R12: children's digital visits wait for a primary guardian in Clinic24."""
     if draft.guardian_candidates.height == 0:
@@ -79,7 +98,7 @@ def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycl
     return cycle.apply_guardians(draft, answers)
 
 
-@task(name="confirm-in-doubt-writes", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="confirm-in-doubt-writes", **CLINIC24_RETRIES, cache_policy=NO_CACHE)
 def confirm_in_doubt_writes(
     settings: Settings, bookings: cycle.BookingDraft, tickets: cycle.TicketDraft | None
 ) -> int:

@@ -140,3 +140,21 @@ def test_units_unknown_to_clinic24_give_a_warning_with_the_fix(tmp_path, prefect
         assert Path(drop / "enheter.csv").exists()
     finally:
         world.sandbox.stop()
+
+
+def test_wrong_secret_fails_at_once_in_one_line_and_status_shows_it(world):
+    world.drop(world.region)
+    started = time.monotonic()
+    result = cli(world, "sync", "-v", "--as-of", AS_OF.isoformat(), CLINIC24_CLIENT_SECRET="not-the-secret")
+    elapsed = time.monotonic() - started
+    line = one_line_error(result)
+    assert "credentials" in line.lower() or "401" in line, line
+    assert "CLINIC24_CLIENT_SECRET" in result.stderr
+    assert "Retry 1/" not in result.stderr, result.stderr[-3000:]  # no task retry of a credentials error
+    assert "fetch-clinic24-units" in result.stderr  # -v shows the task's log, so a retry would show
+    status = cli(world, "status", "--json")
+    failure = json.loads(status.stdout)["last_failure"]
+    assert failure and ("credentials" in failure["cause"].lower() or "401" in failure["cause"])
+    text = cli(world, "status").stdout
+    assert "Last failure" in text
+    assert elapsed < 180  # the process, Prefect's start and ingest; no retries (22 s of them before)
