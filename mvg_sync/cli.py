@@ -203,6 +203,10 @@ def hint(exc: Exception, command: str) -> str:
             what = "check that CLINIC24_BASE_URL is right and Clinic24 is up, then run the command again"
         if command == "sync":
             what += "; nothing is lost: pending changes stay in the outbox for the next sync"
+    elif name == "UnknownUnit":
+        what = "give a unit's HSA id as Cosmic's enheter.csv has it (column EnhetHSAID), or leave --unit out"
+    elif name == "FolderMissing":
+        what = f"the variables and their defaults: mvg-sync {command} --help"
     elif name == "MissingSetting":
         what = f"set it in the environment or a .env file (mvg-sync {command} --help lists the variables)"
     elif "Could not set lock" in text or "Conflicting lock" in text:

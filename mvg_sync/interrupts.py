@@ -41,9 +41,10 @@ def requested() -> int | None:
 
 
 def _handler(signum: int, frame: object) -> None:
-    if _state["signum"] is None:
+    repeated = _state["signum"] is not None  # a second Ctrl-C does not wait for the batch
+    if not repeated:
         _state["signum"] = signum
-    if _state["deferring"] and not _state["grace_over"]:
+    if _state["deferring"] and not _state["grace_over"] and not repeated:
         if _state["timer"] is None:
             timer = threading.Timer(GRACE_S, _grace_over)
             timer.daemon = True
