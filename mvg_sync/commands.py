@@ -28,10 +28,10 @@ def sync(args: argparse.Namespace) -> int:
     verbose = bool(getattr(args, "verbose", False) or getattr(args, "debug", False))
     server = None
     try:
-        server = prefect_server.start_if_needed()
         from flows.booking_sync import booking_sync
 
         configure_console(verbose=verbose, debug=bool(getattr(args, "debug", False)))
+        server = prefect_server.start_if_needed()
         state = booking_sync(as_of=args.as_of, return_state=True)
         interrupts.checkpoint()
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from mvg_sync.cli import TELEMETRY_OFF
 from tests.e2e.sync_world import comparable, make_world, prefect_env
 from tests.e2e.test_sync_crash import LATER, two_drops
 
@@ -65,7 +66,10 @@ def temporary_servers(prefect_home: Path) -> list[int]:
 
 def start_sync(world, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen:
     """`mvg-sync sync` in its own process group, on a temporary Prefect server of its own."""
-    full = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    # Without the telemetry switches too: the command must turn telemetry off itself
+    # (issue 11.3: "ERROR … Failed to send telemetry" from the temporary server, every sync).
+    dropped = {"PREFECT_API_URL", *TELEMETRY_OFF}
+    full = {k: v for k, v in os.environ.items() if k not in dropped}
     full.update(world.env())
     full.update({"PREFECT_HOME": str(tmp_path / "prefect"), "MVG_PAUSE_FILE": str(tmp_path / "paused"), **env})
     return subprocess.Popen(
@@ -118,6 +122,7 @@ def test_signal_stops_within_10_s_and_the_rerun_converges(tmp_path, reference, p
         assert elapsed < LIMIT_S, f"took {elapsed:.1f} s: {err[-3000:]}"
         assert "Traceback" not in err, err[-3000:]
         assert "stopped" in err and "run it again" in err
+        assert "telemetry" not in err.lower(), err[-3000:]
         assert temporary_servers(tmp_path / "prefect") == []
         rerun = sync(world)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr[-3000:]
