@@ -89,9 +89,9 @@ def check_folders(settings, *, landing: bool = False, state: str | None = None) 
         settings.state_dir.mkdir(mode=0o700)
         return
     raise FolderMissing(
-        f"state folder {settings.state_dir} does not exist (MVG_STATE_DIR); "
-        + ("point MVG_STATE_DIR at the integration's state folder (a first `mvg-sync sync` creates it)"
-           if state != "create" else "create its parent folder or correct MVG_STATE_DIR")
+        f"state folder {settings.state_dir} does not exist (MVG_STATE_DIR)"
+        + ("; no drop has been ingested yet there: point MVG_STATE_DIR at the integration's state folder, "
+           "or run `mvg-sync sync` first" if state != "create" else "; create its parent folder or correct MVG_STATE_DIR")
     )
 
 
