@@ -98,7 +98,9 @@ def interrupt(proc: subprocess.Popen, signum: int) -> tuple[float, str, str]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-    return time.monotonic() - started, out, err
+    elapsed = time.monotonic() - started
+    print(f"signal {signal.Signals(signum).name}: exit {proc.returncode} after {elapsed:.2f} s")
+    return elapsed, out, err
 
 
 @pytest.mark.slow
