@@ -14,7 +14,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.states import Failed
 
-from mvg_sync.logfilter import install_pii_filter
+from mvg_sync.logfilter import install_pii_filter, one_line
 from mvg_sync.settings import load_settings
 from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import resolve_as_of, utc_now
@@ -62,12 +62,27 @@ def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict
     with cycle.exclusive_run(settings.state_dir) as alone:
         if not alone:
             return {"outcome": "skipped: another sync is running", "steps": {}}
-        if wait_for_drop_s > 0:
-            result = _long_poll(settings, as_of, wait_for_drop_s)
-        else:
-            result = _cycle(settings, as_of)
+        try:
+            if wait_for_drop_s > 0:
+                result = _long_poll(settings, as_of, wait_for_drop_s)
+            else:
+                result = _cycle(settings, as_of)
+        except Exception as exc:
+            _record_failure(settings.state_dir, one_line(exc))
+            raise
         document_drop_quality(settings.state_dir)  # after the push: GX is off the hot path
         return result
+
+
+def _record_failure(state_dir: Path, cause: str) -> None:
+    """The failure's time and one-line cause, for `mvg-sync status` (issue 11.3)."""
+    try:
+        with cycle.open_state(state_dir) as con:
+            now = utc_now()
+            store.record_run(con, uuid.uuid4().hex[:12], plan_id=None, as_of=now, outcome="failed",
+                             counts={"cause": cause}, now=now)
+    except Exception:  # noqa: BLE001, S110 - the state itself may be what failed; the run's own error stands
+        pass
 
 
 def _long_poll(settings, as_of: str | None, window_s: float):
@@ -100,15 +115,22 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
     summary: dict = {"run_id": run_id, "as_of": now, "started_at": started, "outcome": "done", "steps": {}}
     if wait is not None:
         summary["steps"]["wait"] = wait
-    summary["steps"]["ingest"] = health.ingest_summary(ingest_drops(settings.landing_dir, settings.state_dir, as_of=now))
+    ingested = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
+    summary["steps"]["ingest"] = health.ingest_summary(ingested)
     units = fetch_clinic24_units(settings)
     bookings, tickets = _plan(settings, units, now)
+    if bookings is not None and (warning := _unit_mismatch(bookings, units, settings)):
+        summary["warnings"] = [warning]
+        get_run_logger().warning(warning)
     if bookings is None:
         summary["outcome"] = "nothing to do"
         publish_run_summary(settings.state_dir, run_id, summary, started)
         return summary
     summary["extract_id"] = bookings.snapshot.extract_id
-    name_flow_run(bookings.snapshot.extract_id)
+    if bookings.snapshot.extract_id in ingested.accepted:
+        # Only the run that brings the drop is named after it: idle runs planning from the
+        # same snapshot kept their own names (issue 11.7: several runs shared one name).
+        name_flow_run(bookings.snapshot.extract_id)
 
     guard = mass_cancellation_guard(bookings, tickets, settings)
     summary["steps"]["guard"] = {"cancels": guard.cancels, "live": guard.live, "held": int(guard.held)}
@@ -126,10 +148,48 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
         bookings, tickets = _plan(settings, units, now)  # the pause may have lasted hours
 
     summary["steps"]["plan"] = write_outbox(settings.state_dir, run_id, bookings, tickets, bookings.snapshot)
-    summary["steps"]["push"] = push_outbox(settings)
+    try:
+        summary["steps"]["push"] = push_outbox(settings)
+        push_error = None
+    except Exception as exc:  # noqa: BLE001 - Clinic24 gone mid-push: the outbox keeps the rest, say so below
+        summary["steps"]["push"], push_error = {"error": one_line(exc)}, exc
     summary["steps"]["retention"] = purge_expired(settings)
+    left = _pending_left(settings.state_dir)
+    if left:
+        cause = one_line(push_error) if push_error else "Clinic24 did not accept them"
+        summary["outcome"], summary["cause"] = "failed", f"{left} changes still pending ({cause})"
     summary.update(publish_run_summary(settings.state_dir, run_id, summary, started))
+    if left:
+        return Failed(message=f"{summary['cause']}; the next sync retries them.", data=summary)
     return summary
+
+
+def _unit_mismatch(bookings, units: list[str], settings) -> str | None:
+    """R01 leaves every booking out when no unit of the drop is one Clinic24 lists: say so and
+    what to do (issue 11.3: `generate` + the default `sandbox` ended in 0 changes, silently)."""
+    if bookings.counts.get("bookings_in_snapshot", 0) == 0 or bookings.counts.get("desired", 0) > 0:
+        return None
+    from mvg_sync.state import load_snapshot
+
+    in_drop = load_snapshot(settings.state_dir, "bookings").get_column("unit_hsa_id").unique().to_list()
+    if set(in_drop) & set(units):
+        return None  # out of scope for other reasons (R02-R05), not a unit mismatch
+    drop = bookings.snapshot.extract_id
+    where = f"{settings.clinic24_base_url} lists {len(units)} units"
+    todo = (
+        f"start the sandbox with this drop's units: `mvg-sync sandbox --units {settings.landing_dir / drop}/enheter.csv`"
+        if settings.is_sandbox else "check CLINIC24_BASE_URL and the units Clinic24 serves (R01)"
+    )
+    return f"no unit of drop {drop} is one Clinic24 knows ({where}); nothing is synced. To fix: {todo}"
+
+
+def _pending_left(state_dir: Path) -> int:
+    """Outbox entries still pending after the push: work left, so the run is not "done" (issue 14)."""
+    con = cycle.open_state(state_dir)
+    try:
+        return con.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+    finally:
+        con.close()
 
 
 def _plan(settings, units: list[str], now):

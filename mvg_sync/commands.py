@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import sys
 
 from mvg_sync.settings import load_settings
 from mvg_sync.timeutil import utc_now
@@ -13,17 +13,48 @@ EXIT_OK, EXIT_FAILED, EXIT_HELD, EXIT_DRIFT = 0, 1, 3, 4
 
 
 def sync(args: argparse.Namespace) -> int:
-    """One cycle as the `booking_sync` Prefect flow; 0 done, 1 failed, 3 held for approval."""
-    from flows.booking_sync import booking_sync
+    """One cycle as the `booking_sync` Prefect flow; 0 done, 1 failed, 3 held for approval.
 
-    state = booking_sync(as_of=args.as_of, return_state=True)
+    SIGINT/SIGTERM stop it within seconds with 130/143 (issue 11.2, `mvg_sync.interrupts`);
+    without PREFECT_API_URL the temporary Prefect server is the command's own child, stopped
+    after the run's last report and killed by the kernel if the command dies (issue 14).
+    """
+    from mvg_sync import interrupts, prefect_server
+    from mvg_sync.logfilter import configure_console
+
+    settings = load_settings()
+    check_folders(settings, landing=True, state="create")
+    interrupts.install()
+    verbose = bool(getattr(args, "verbose", False) or getattr(args, "debug", False))
+    server = None
+    try:
+        from flows.booking_sync import booking_sync
+
+        configure_console(verbose=verbose, debug=bool(getattr(args, "debug", False)))
+        server = prefect_server.start_if_needed()
+        state = booking_sync(as_of=args.as_of, return_state=True)
+        interrupts.checkpoint()
+    finally:
+        prefect_server.stop(server)
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):  # the flow raised: its exception is the result
+        summary = {"outcome": "failed", "error": summary}
+    for warning in summary.get("warnings", []):
+        sys.stderr.write(f"warning: {warning}\n")
     if state.is_failed():
-        summary = state.result(raise_on_failure=False)
-        print(state.message or "sync failed")
-        if isinstance(summary, dict) and summary.get("outcome") == "held":
+        if summary.get("outcome") == "held":
+            print(state.message)
             return EXIT_HELD
+        cause = summary.get("error")
+        message = state.message or "sync failed"
+        if isinstance(cause, BaseException):
+            from mvg_sync.logfilter import one_line
+
+            message = one_line(cause)
+            if isinstance(cause, Exception):
+                raise cause  # the command line's top turns it into one line and a hint
+        print(f"sync failed: {message}")
         return EXIT_FAILED
-    summary = state.result()
     print(_summary_line(summary))
     return EXIT_OK
 
@@ -37,11 +68,40 @@ def _summary_line(summary: dict) -> str:
     )
 
 
+class FolderMissing(RuntimeError):
+    """A configured folder does not exist; the message names it and its variable."""
+
+
+def check_folders(settings, *, landing: bool = False, state: str | None = None) -> None:
+    """A missing landing or state folder is an error naming the folder and its variable (issue 11.3).
+
+    `state="create"` (the sync): the first run creates the state folder, provided its parent
+    exists, so a mistyped path still fails instead of silently starting a new state.
+    """
+    if landing and not settings.landing_dir.is_dir():
+        raise FolderMissing(
+            f"landing folder {settings.landing_dir} does not exist (MVG_LANDING_DIR); "
+            "create it or point MVG_LANDING_DIR at the folder Cosmic writes drops to"
+        )
+    if state is None or settings.state_dir.is_dir():
+        return
+    if state == "create" and settings.state_dir.parent.is_dir():
+        settings.state_dir.mkdir(mode=0o700)
+        return
+    raise FolderMissing(
+        f"state folder {settings.state_dir} does not exist (MVG_STATE_DIR)"
+        + ("; no drop has been ingested yet there: point MVG_STATE_DIR at the integration's state folder, "
+           "or run `mvg-sync sync` first" if state != "create" else "; create its parent folder or correct MVG_STATE_DIR")
+    )
+
+
 def approve(args: argparse.Namespace) -> int:
     """Release a drop held by the mass-cancellation guard; the next `sync` pushes it."""
     from mvg_sync.sync import cycle, store
 
-    with cycle.open_state(load_settings().state_dir) as con:
+    settings = load_settings()
+    check_folders(settings, state="read")
+    with cycle.open_state(settings.state_dir) as con:
         if store.approve(con, args.extract_id, now=utc_now()):
             print(f"Drop {args.extract_id} approved; the next sync pushes it.")
             return EXIT_OK
@@ -50,23 +110,13 @@ def approve(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Drops, quarantine, held bookings, changes waiting or dead-lettered.
-
-    Read-only: creates nothing (a folder with no store says so), and waits a bounded time,
-    saying so on stderr, while a sync holds the store (mvg_sync.store).
-    """
-    from mvg_sync.ingest import describe_state
-    from mvg_sync.store import STATE_FILE, connect
-    from mvg_sync.sync import health
+    """Drops, quarantine, holds by rule and unit, changes waiting or dead-lettered, the last failure."""
+    from mvg_sync import statusview
 
     settings = load_settings()
-    print(describe_state(settings.state_dir, settings.landing_dir))
-    if not (settings.state_dir / STATE_FILE).exists():
-        print(f"no state yet at {settings.state_dir}")
-        return EXIT_OK
-    with connect(settings.state_dir, read_only=True) as con:
-        items = health.open_items(con)
-    print(health.open_items_markdown(items))
+    check_folders(settings, landing=True, state="read")
+    data = statusview.collect(settings.state_dir, settings.landing_dir)
+    print(statusview.as_json(data) if getattr(args, "json", False) else statusview.render(data))
     return EXIT_OK
 
 
@@ -76,6 +126,7 @@ def redrive(args: argparse.Namespace) -> int:
     from mvg_sync.sync import cycle, store
 
     settings = load_settings()
+    check_folders(settings, state="read")
     with cycle.open_state(settings.state_dir) as con:
         count = store.redrive(con)
     print(f"{count} dead-lettered changes re-queued")
@@ -90,19 +141,68 @@ def redrive(args: argparse.Namespace) -> int:
 
 def reconcile(args: argparse.Namespace) -> int:
     """Compare Clinic24's appointments with the record; 0 no drift, 4 drift, 1 failed."""
+    from mvg_sync.logfilter import configure_console
     from mvg_sync.sync.reconcile import run_reconcile
 
-    logging.basicConfig(level=logging.INFO)
-    drift = run_reconcile(load_settings())
+    configure_console(verbose=bool(getattr(args, "verbose", False) or getattr(args, "debug", False)),
+                      debug=bool(getattr(args, "debug", False)))
+    settings = load_settings()
+    check_folders(settings, state="read")
+    drift = run_reconcile(settings)
     print(json.dumps(drift.summary(), default=str))
     return EXIT_DRIFT if drift.has_drift else EXIT_OK
 
 
 def report(args: argparse.Namespace) -> int:
-    """Write the control reports."""
+    """Write the control reports; `--period` as the scheduled flow names it, `--unit` checked first."""
     from mvg_sync.reports.cli import main as report_main
 
+    settings = load_settings()
+    check_folders(settings, state="read")
+    if getattr(args, "period", None):
+        if args.date_from or args.date_to:
+            raise ValueError("--period and --from/--to both name the registration period: give one")
+        from mvg_sync.reports.cli import default_period
+        from mvg_sync.timeutil import resolve_as_of
+
+        period = default_period(resolve_as_of(args.as_of), args.period)
+        args.date_from, args.date_to = period.registered_from.isoformat(), period.registered_to.isoformat()
+    if args.unit:
+        check_unit(settings.state_dir, args.unit)
     return report_main(args)
+
+
+class UnknownUnit(ValueError):
+    """`--unit` names no unit the integration knows; the message names where units come from."""
+
+
+def check_unit(state_dir, unit: str) -> None:
+    """An unknown `--unit` is an error, not empty reports (issue 11.3).
+
+    Known units are those of Cosmic's latest units file (enheter.csv) and those Clinic24
+    listed at the last sync (R01).
+    """
+    from mvg_sync.state import load_snapshot
+
+    units = load_snapshot(state_dir, "units")
+    known = set(units.get_column("unit_hsa_id").to_list()) if units is not None else set()
+    db = state_dir / "state.duckdb"
+    if db.exists():
+        import duckdb
+
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            known |= {r[0] for r in con.execute("SELECT unit_hsa_id FROM locations").fetchall()}
+        except duckdb.CatalogException:
+            pass
+        finally:
+            con.close()
+    if unit not in known:
+        sample = ", ".join(sorted(known)[:3]) + (" …" if len(known) > 3 else "")
+        raise UnknownUnit(
+            f"unknown unit {unit!r}: not among the {len(known)} units of Cosmic's latest enheter.csv and "
+            f"Clinic24's unit list in {state_dir} (MVG_STATE_DIR)" + (f", e.g. {sample}" if known else "")
+        )
 
 
 def setup_prefect(args: argparse.Namespace) -> int:

@@ -6,11 +6,19 @@ and settings, and a sync step must run every time it is asked to.
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from mvg_sync.clinic24.client import Clinic24Client, Clinic24Error, InsecureBaseURL
@@ -135,7 +143,46 @@ def push_outbox(settings: Settings) -> dict:
     stays pending in the outbox for the next run.
     """
     with _client(settings) as client:
-        return cycle.push_pending(settings.state_dir, client, clock=utc_now)
+        return cycle.push_pending(settings.state_dir, client, clock=utc_now, progress=PushProgress())
+
+
+PROGRESS_KEY = "booking-sync-push-progress"
+
+
+class PushProgress:
+    """Done/total, rate and ETA of a push (issue 11.8: an initial load ran for minutes, silent).
+
+    A Prefect progress artifact from the first settled batch on, and a line on stderr when it
+    is a terminal or the command runs with -v. Both throttled to one update per
+    `every_s`, and always the last (100 %). Counts only.
+    """
+
+    def __init__(self, every_s: float = 2.0) -> None:
+        self.every_s = every_s
+        self.started = time.monotonic()
+        self.shown_at = float("-inf")
+        self.artifact_id = None
+        self.to_terminal = sys.stderr.isatty() or os.environ.get("MVG_VERBOSE") == "1"
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.shown_at < self.every_s:
+            return
+        self.shown_at = now
+        percent = round(100.0 * done / total, 1) if total else 100.0
+        elapsed = max(now - self.started, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else None
+        line = (f"push: {done:,}/{total:,} changes ({percent:.0f} %), {rate:,.0f}/s, "
+                + (f"ETA {eta:,.0f} s" if eta is not None and done < total else f"done in {elapsed:,.0f} s"))
+        description = f"Changes settled by Clinic24: {line.removeprefix('push: ')}"
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(progress=percent, key=PROGRESS_KEY, description=description)
+        else:
+            update_progress_artifact(self.artifact_id, progress=percent, description=description)
+        if self.to_terminal:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
 
 @task(name="purge-expired", cache_policy=NO_CACHE)

@@ -22,6 +22,7 @@ import duckdb
 import orjson
 import polars as pl
 
+from mvg_sync import interrupts
 from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import PayloadError, build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
@@ -683,11 +684,16 @@ _RECORDED = ("resource_type", "key", "target_status", "target_start_at", "target
              "source_sequence")
 
 
-def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[], datetime]) -> dict:
+def push_pending(
+    state_dir: Path, client: Clinic24Client, *, clock: Callable[[], datetime],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Send every pending outbox entry and settle each answer as its batch completes.
 
     The store is held through a lease: kept between batches, let go whenever another
     process waits for it (a `status`, a report), so nothing waits for the whole push.
+    `progress(done, total)` is called after each settled batch (issue 11.8). A SIGINT/SIGTERM
+    on the command line lets the batch in hand settle, then stops (issue 11.2, `interrupts`).
     """
     lock = threading.Lock()
     tally: dict[str, int] = {}
@@ -723,11 +729,15 @@ def push_pending(state_dir: Path, client: Clinic24Client, *, clock: Callable[[],
                 with held_store.connection() as con:
                     store.settle(con, frame)
                 crashpoints.reached("after-settle")
+            if progress is not None:
+                progress(sum(tally.values()), len(entries))
+            interrupts.checkpoint()
 
-        client.upsert(
-            [UpsertEntry(e["change_id"], e["resource_type"], e["key"], e["resource"]) for e in entries],
-            on_batch_settled=settle_batch,
-        )
+        with interrupts.deferred():
+            client.upsert(
+                [UpsertEntry(e["change_id"], e["resource_type"], e["key"], e["resource"]) for e in entries],
+                on_batch_settled=settle_batch,
+            )
         # Per resource type as well, so tickets show their own counts beside the bookings'.
         return {"sent": len(entries), **tally, **by_type}
 

@@ -86,3 +86,14 @@ def test_install_is_idempotent_and_reaches_prefect_handlers():
         for handler in logger.handlers:
             assert handler.filters.count(PII_FILTER) == 1, (name, handler)
     assert any(logging.getLogger("prefect.flow_runs").handlers)
+
+
+def test_hsa_ids_stay_readable_and_a_personnummer_beside_them_is_masked(captured):
+    """Issue 11.7: the filter turned SE2321000065-E1025 into SEXXXXXXXX-XXXX-E1025."""
+    stream, _ = captured
+    install_pii_filter()
+    _logger("mvg_sync.test_hsa").warning(
+        "unit %s: booking of %s at SE2321000016-7MVG", "SE2321000065-E1025", PERSONNUMMER)
+    message = stream.getvalue()
+    assert "SE2321000065-E1025" in message and "SE2321000016-7MVG" in message
+    assert PERSONNUMMER not in message and "XXXXXXXX-XXXX" in message
