@@ -120,7 +120,7 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
 
     summary["steps"]["plan"] = write_outbox(settings.state_dir, run_id, bookings, tickets, bookings.snapshot)
     summary["steps"]["push"] = push_outbox(settings)
-    summary["steps"]["retention"] = purge_expired(settings)
+    summary["steps"]["retention"] = purge_expired(settings, now)
     summary.update(publish_run_summary(settings.state_dir, run_id, summary, started))
     return summary
 

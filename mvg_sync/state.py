@@ -172,8 +172,20 @@ def record_drop(
             )
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback_quietly(con)
         raise
+
+
+def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after an error, keeping that error the one raised.
+
+    A failed write (a full disk) can end DuckDB's transaction itself; ROLLBACK then fails with
+    `cannot rollback - no transaction is active`, which would hide the real cause (issue 14).
+    """
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
 
 
 def snapshot_pointers(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
