@@ -16,6 +16,10 @@ from mvg_sync.rules.patient_id import mask_patient_ids
 # Parquet: `ComputeError: parquet: … underlying IO error: No space left on device (os error 28)`.
 _POLARS_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 _DUCKDB_MACHINE = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalException)
+# DuckDB's error met while streaming through Arrow arrives as a bare OSError (no errno) with
+# DuckDB's text, e.g. `Invalid Input Error: CSV Error on Line: 4001 …` for a malformed row
+# beyond the first batch: that one is the data's fault, not the machine's.
+_DUCKDB_DATA_ERROR = re.compile(r"(Invalid Input|Conversion|Parser) Error: ")
 _MAX_CAUSE_CHARS = 240
 
 
@@ -46,6 +50,8 @@ def machine_cause(exc: BaseException) -> BaseException | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is None and _DUCKDB_DATA_ERROR.match(str(current)):
+            return None
         if isinstance(current, (OSError, MemoryError, *_DUCKDB_MACHINE)):
             return current
         if isinstance(current, pl.exceptions.PolarsError) and _POLARS_OS_ERROR.search(str(current)):

@@ -217,7 +217,8 @@ def iter_raw_batches(
                 yield pl.DataFrame(pl.from_arrow(batch))
         if empty:
             yield pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-    except (duckdb.Error, pl.exceptions.PolarsError, pa.ArrowException) as exc:
+    # OSError too: a parse error past the first batch reaches here through Arrow as one
+    except (duckdb.Error, pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
         if is_machine_error(exc):
             raise  # a full disk while DuckDB spills is no fault of the file
         reason, line_ends = _safe_duckdb_reason(exc)

@@ -708,3 +708,31 @@ def test_unterminated_quote_named_as_such_with_its_row(base):
     reason = rejected(landing, state)
     assert reason == "bokningar.csv: unterminated quoted field in row 3 (truncated or malformed file)"
     assert_unchanged(state, before)
+
+
+def _big_bookings_drop(landing: Path, row_ends: list[str], mark_row: int | None = None) -> None:
+    files = t.default_files()
+    files["bokningar.csv"] = [t.booking(i, Personnummer=t.pnr(i % 900)) for i in range(1, 5001)]
+    if mark_row is not None:
+        files["bokningar.csv"][mark_row - 1]["Avbokningsorsak"] = "MARK"
+    text = _with_extra_field(t.csv_text(files["bokningar.csv"], BOOKING_HEADERS, row_ends=row_ends))
+    t.write_drop(landing, 1, files, raw={"bokningar.csv": text.encode("cp1252")})
+
+
+def test_a_bad_row_past_the_first_batch_is_named_not_taken_for_a_machine_error(tmp_path):
+    # past the first batch DuckDB's error arrives through Arrow as a bare OSError
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    _big_bookings_drop(landing, ["\r\n"], mark_row=4321)
+    report = ingest_pending(landing, state, as_of=AS_OF, batch_rows=1000)
+    assert [(d.outcome, d.reason) for d in report.drops] == [
+        ("rejected", "bokningar.csv: row 4321 has 20 fields but the header has 19 (one `;` too many)")
+    ]
+
+
+def test_mixed_row_ends_past_the_first_batch_accepted(tmp_path):
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    _big_bookings_drop(landing, ["\r\n"] * 4000 + ["\n"])  # the first bare LF ends row 3999
+    drop = ingest_pending(landing, state, as_of=AS_OF, batch_rows=1000).drops[0]
+    assert (drop.outcome, drop.reason) == ("accepted", None)
+    bookings = load_snapshot(state, "bookings")
+    assert bookings.height == 5000 and bookings["source_row"].to_list() == list(range(1, 5001))

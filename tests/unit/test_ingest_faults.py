@@ -165,3 +165,6 @@ def test_a_bug_is_still_a_rejection_not_a_machine_error():
     masked = duckdb.TransactionException("cannot rollback - no transaction is active")
     masked.__context__ = OSError(errno.ENOSPC, "No space left on device")
     assert is_machine_error(masked)
+    # DuckDB's parse error past the first batch, as Arrow hands it over: the data's fault
+    assert not is_machine_error(OSError("Invalid Input Error: CSV Error on Line: 4001\nExpected Number of Columns"))
+    assert is_machine_error(OSError('IO Error: Could not write file "tmp/x": No space left on device'))
