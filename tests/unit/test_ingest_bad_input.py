@@ -689,10 +689,10 @@ def test_row_with_too_many_fields_in_a_file_with_mixed_row_ends_gets_its_real_re
 def test_row_with_fields_missing_rejected_naming_the_row(base):
     landing, state, before = base
     files = t.default_files()
-    text = t.csv_text(files["bokningar.csv"], BOOKING_HEADERS)
-    lines = text.split("\r\n")
-    # the first row's quoted free text holds a CRLF, so lines[3] is data row 2: drop its last 3 fields
-    lines[3] = lines[3].rsplit(";", 3)[0]
+    for row in files["bokningar.csv"]:
+        row["Bokningsinformation"] = "Ring före besöket"  # one line per row: lines[2] is data row 2
+    lines = t.csv_text(files["bokningar.csv"], BOOKING_HEADERS).split("\r\n")
+    lines[2] = lines[2].rsplit(";", 3)[0]  # its last 3 fields cut off
     t.write_drop(landing, 2, files, raw={"bokningar.csv": "\r\n".join(lines).encode("cp1252")})
     reason = rejected(landing, state)
     assert reason == "bokningar.csv: row 2 has 16 fields but the header has 19 (fields missing: truncated or malformed row)"
