@@ -137,6 +137,8 @@ def ingest_pending(
     so for MANIFEST_GRACE by its mtime against `now`, the wall clock (default
     `timeutil.utc_now()`; not `as_of`, which may be any instant), then rejected.
     `batch_rows` bounds memory; it changes nothing in what is written.
+    Raises `faults.IngestInterrupted` (one line: the drop, the cause, what to do) when the
+    machine fails: the drops before stay recorded, that drop and the later ones stay pending.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
