@@ -153,7 +153,7 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
         push_error = None
     except Exception as exc:  # noqa: BLE001 - Clinic24 gone mid-push: the outbox keeps the rest, say so below
         summary["steps"]["push"], push_error = {"error": one_line(exc)}, exc
-    summary["steps"]["retention"] = purge_expired(settings)
+    summary["steps"]["retention"] = purge_expired(settings, now)
     left = _pending_left(settings.state_dir)
     if left:
         cause = one_line(push_error) if push_error else "Clinic24 did not accept them"

@@ -24,8 +24,16 @@ AND change_id NOT IN (
 """
 
 
-def purge(state_dir: Path, landing_dir: Path, *, older_than_days: int, now: datetime) -> dict:
+def purge(
+    state_dir: Path, landing_dir: Path, *, older_than_days: int, now: datetime, as_of: datetime | None = None
+) -> dict:
     """Delete what is older than `older_than_days` before `now`; returns counts (no patient data).
+
+    `now` is the wall clock. A run's `as_of` stamps what it records (a drop's `processed_at`,
+    its quarantine rows), so with `as_of` given the cut-off is measured from the earlier of the
+    two: a back-dated run never purges the drops it has just processed (issue 14), and a run
+    dated ahead never purges what a real day's data still needs. Either way the cut-off only
+    moves earlier, so nothing is purged that the wall clock alone would keep.
 
     - drop folders in `landing_dir` that were processed (any outcome) before the cut-off;
     - quarantine rows quarantined before the cut-off;
@@ -41,11 +49,11 @@ def purge(state_dir: Path, landing_dir: Path, *, older_than_days: int, now: date
     booking from a vanished one (R08), and a drop stays current as long as no later drop
     replaces its dataset.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+    if now.tzinfo is None or (as_of is not None and as_of.tzinfo is None):
+        raise ValueError("now and as_of must be timezone-aware")
     if older_than_days < 1:
         raise ValueError("older_than_days must be at least 1")
-    cutoff = now - timedelta(days=older_than_days)
+    cutoff = min(now, as_of or now) - timedelta(days=older_than_days)
     counts = {"cutoff": cutoff.isoformat(), "drop_folders": 0, "quarantine_rows": 0,
               "outbox_entries": 0, "snapshot_folders": 0}
     if not (state_dir / state.STATE_FILE).exists():

@@ -186,13 +186,17 @@ class PushProgress:
 
 
 @task(name="purge-expired", cache_policy=NO_CACHE)
-def purge_expired(settings: Settings) -> dict:
+def purge_expired(settings: Settings, as_of: datetime | None = None) -> dict:
     """Retention: processed drops, quarantine rows and old outbox entries past MVG_RETENTION_DAYS.
 
-    Measured against the wall clock, not `as_of`: a run with a future `--as-of` must not
-    purge what a real day's data still needs.
+    Measured from the earlier of the wall clock and the run's `as_of` (see `purge`): a run
+    with a future `--as-of` purges nothing a real day's data still needs, and a back-dated
+    one never purges the drops it has just processed.
     """
-    counts = purge(settings.state_dir, settings.landing_dir, older_than_days=settings.retention_days, now=utc_now())
+    counts = purge(
+        settings.state_dir, settings.landing_dir, older_than_days=settings.retention_days, now=utc_now(),
+        as_of=as_of,
+    )
     return {k: v for k, v in counts.items() if k != "cutoff"}
 
 

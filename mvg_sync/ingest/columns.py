@@ -33,6 +33,8 @@ class FileLayout:
     optional: bool = False
     # (start column, end column) pairs where end must be after start
     ordered: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # the column whose local date the manifest's window bounds (cosmic-extracts.md), if any
+    windowed: str | None = None
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -89,6 +91,7 @@ BOOKINGS = FileLayout(
         Column("Ändrad", "changed_at", "datetime"),
     ),
     ordered=(("start_at", "end_at"),),
+    windowed="start_at",
 )
 
 BOOKING_BASES = FileLayout(
@@ -158,6 +161,7 @@ SLOTS = FileLayout(
         Column("BokningsID", "booking_id", required=False),
     ),
     ordered=(("start_at", "end_at"),),
+    windowed="start_at",
 )
 
 UNITS = FileLayout(

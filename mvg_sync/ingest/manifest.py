@@ -83,7 +83,7 @@ def manifest_being_written(folder: Path, now: datetime, grace: timedelta = MANIF
         read_manifest(folder)
     except ManifestUnparseable as exc:
         return exc.still_being_written(now, grace)
-    except DropRejected:
+    except (DropRejected, OSError):
         return False
     return False
 
@@ -105,8 +105,8 @@ def read_manifest(folder: Path) -> Manifest:
         raise ManifestUnparseable(
             f"manifest.json: not readable JSON ({type(exc).__name__})", written_at=written_at
         ) from None
-    except OSError as exc:
-        raise bad(f"not readable JSON ({type(exc).__name__})") from None
+    # An OSError (permissions, IO) propagates: it is the machine's fault, not the drop's, and a
+    # rejection would lose the drop for good (pipeline.ingest_pending leaves it pending).
     if not isinstance(data, dict):
         raise bad("not a JSON object")
     extract_id = data.get("extract_id")

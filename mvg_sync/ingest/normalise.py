@@ -15,6 +15,7 @@ from mvg_sync.ingest.normalisers import (
     parse_local_datetime,
     validate_hsa_id,
 )
+from mvg_sync.timeutil import STOCKHOLM
 
 QUARANTINE_SCHEMA = {
     "source_row": pl.Int64,
@@ -24,6 +25,7 @@ QUARANTINE_SCHEMA = {
     "reason": pl.String,
 }
 _ERR = "__err__"
+STOCKHOLM_NAME = str(STOCKHOLM)
 _TMP = "__tmp__"
 
 
@@ -51,9 +53,15 @@ def check_columns(raw_columns: list[str], layout: FileLayout) -> list[str]:
     return [f"{layout.file}: unknown column {h} ignored" for h in raw_columns if h not in known]
 
 
+# A NUL byte is valid CSV but no text: it would reach Clinic24 verbatim (issue 14).
+NUL_REASON = "holds a NUL byte (\\x00), which no text value may hold"
+
+
 def _error_for(column: Column, raw: pl.Expr, parsed_error: pl.Expr | None) -> pl.Expr:
     """Why this column's value is unusable (null = fine). Never includes the value."""
     expr = pl.when(raw.is_null() & pl.lit(column.required)).then(pl.lit("required value missing"))
+    if column.kind == "text":  # the typed kinds already refuse a NUL as an invalid value
+        expr = expr.when(raw.str.contains("\x00", literal=True)).then(pl.lit(NUL_REASON))
     if parsed_error is not None:
         # a normaliser may report "empty" for null input; absence is judged by `required` alone
         expr = expr.when(raw.is_not_null() & parsed_error.is_not_null()).then(
@@ -75,7 +83,9 @@ def _rule_for(column: Column) -> str:
     return "R13" if column.kind == "patient_id" else "contract"
 
 
-def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> Normalised:
+def normalise(
+    raw: pl.DataFrame, layout: FileLayout, reference_date: date, *, window: tuple[date, date] | None = None
+) -> Normalised:
     """Normalise one file; raises DropRejected for file-level contract failures.
 
     Row-level failures never raise: the row leaves the snapshot and every failing value
@@ -83,16 +93,25 @@ def normalise(raw: pl.DataFrame, layout: FileLayout, reference_date: date) -> No
     """
     warnings = check_columns(raw.columns, layout)
     _check_grain(raw, layout)
-    result = normalise_rows(raw, layout, reference_date)
+    result = normalise_rows(raw, layout, reference_date, window=window)
     result.warnings = warnings
     return result
 
 
-def normalise_rows(raw: pl.DataFrame, layout: FileLayout, reference_date: date, *, row_offset: int = 0) -> Normalised:
+def normalise_rows(
+    raw: pl.DataFrame,
+    layout: FileLayout,
+    reference_date: date,
+    *,
+    row_offset: int = 0,
+    window: tuple[date, date] | None = None,
+) -> Normalised:
     """The row-level part of `normalise` for one batch of a file whose rows start after `row_offset`.
 
     File-level checks (columns, grain) are the caller's: a batch cannot see the whole file.
     Every rule here looks at one row only, so batches give the same rows as the whole file.
+    `window` is the manifest's (from, to): a row of a windowed file whose start's local date
+    lies outside it is quarantined (rule `window`).
     """
     rows_in = raw.height
     missing_optional = [c.header for c in layout.columns if c.header not in raw.columns]
@@ -171,6 +190,18 @@ def normalise_rows(raw: pl.DataFrame, layout: FileLayout, reference_date: date, 
             pl.when(pl.col(end) <= pl.col(start)).then(pl.lit(f"end is not after {header_of[start]}")).alias(name)
         )
         errors.append((name, header_of[end], "contract"))
+    if window is not None and layout.windowed is not None:
+        # The window is the extract's promise of what it covers; R08 reads a booking missing
+        # from it as cancelled or as history, so a row outside it cannot be trusted either way.
+        first_day, last_day = window
+        name = f"{_ERR}window"
+        local_day = pl.col(layout.windowed).dt.convert_time_zone(STOCKHOLM_NAME).dt.date()
+        third.append(
+            pl.when(~local_day.is_between(pl.lit(first_day), pl.lit(last_day)))
+            .then(pl.lit(f"start outside the manifest's window {first_day}..{last_day}"))
+            .alias(name)
+        )
+        errors.append((name, header_of[layout.windowed], "window"))
     if third:
         staged = staged.with_columns(third)
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from queue import Queue
@@ -21,6 +21,7 @@ from polars.io.plugins import register_io_source
 from mvg_sync import state
 from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.ingest.columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
+from mvg_sync.ingest.faults import interrupt_on_machine_error, is_machine_error
 from mvg_sync.ingest.manifest import (
     MANIFEST,
     MANIFEST_GRACE,
@@ -37,7 +38,15 @@ from mvg_sync.ingest.normalise import (
     key_headers,
     normalise_rows,
 )
-from mvg_sync.ingest.reader import FileScan, check_bytes, iter_raw_batches, scan_file
+from mvg_sync.ingest.reader import (
+    CsvParseError,
+    FileScan,
+    check_bytes,
+    copy_with_lf_row_ends,
+    csv_source,
+    iter_raw_batches,
+    scan_file,
+)
 from mvg_sync.quality.checkpoint import PROFILE_SCHEMA, DatasetProfile
 from mvg_sync.quality.document import save_profile
 from mvg_sync.quality.gate import evaluate
@@ -132,21 +141,27 @@ def ingest_pending(
     so for MANIFEST_GRACE by its mtime against `now`, the wall clock (default
     `timeutil.utc_now()`; not `as_of`, which may be any instant), then rejected.
     `batch_rows` bounds memory; it changes nothing in what is written.
+    Raises `faults.IngestInterrupted` (one line: the drop, the cause, what to do) when the
+    machine fails: the drops before stay recorded, that drop and the later ones stay pending.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     now = utc_now() if now is None else now
     report = IngestReport()
-    with state.connect(state_dir) as con:
-        known = state.processed_drop_ids(con)
-    pending = sorted(_unprocessed(landing_dir, known, now), key=_processing_order)
+    with interrupt_on_machine_error():
+        with state.connect(state_dir) as con:
+            known = state.processed_drop_ids(con)
+        pending = sorted(_unprocessed(landing_dir, known, now), key=_processing_order)
     # Reading a drop is long compute: it runs in its own in-memory DuckDB, and the store is
     # opened only to look up and to record each drop (other processes get in between).
-    with work_connection(state_dir) as work:
+    with interrupt_on_machine_error(), work_connection(state_dir) as work:
         for folder, manifest in pending:
             if folder.name in known:
                 continue
-            drop = _ingest_folder(work, folder, manifest, state_dir, as_of, report, batch_rows)
+            # A machine error (full disk, memory, permissions, IO) is no verdict on the drop:
+            # it stays unrecorded, the run fails naming the cause, and the next run takes it.
+            with interrupt_on_machine_error(folder.name):
+                drop = _ingest_folder(work, folder, manifest, state_dir, as_of, report, batch_rows)
             known.add(drop.extract_id)
             report.drops.append(drop)
             crashpoints.reached("after-drop")  # one drop recorded, later ones not yet read
@@ -192,7 +207,7 @@ def ingest_drop(
     manifest = _read_manifest(folder, utc_now() if now is None else now)
     if manifest is None:
         return None
-    with work_connection(state_dir) as work:
+    with interrupt_on_machine_error(folder.name), work_connection(state_dir) as work:
         return _ingest_folder(work, folder, manifest, state_dir, as_of, IngestReport(), batch_rows)
 
 
@@ -291,10 +306,12 @@ def _ingest_folder(
         return _reject(state_dir, manifest.extract_id, manifest, exc, as_of, files=drop.files, gap=gap,
                        warnings=drop.warnings)
     except Exception as exc:  # noqa: BLE001 - one drop's bug must not wedge every later drop
+        state.discard_snapshot_folder(state_dir, manifest.extract_id)
+        if is_machine_error(exc):
+            raise  # not the drop's fault: it stays pending (ingest_pending says why)
         # Raised, it would leave the drop unrecorded and fail every later run on the same drop.
         # The reason names the type only (a message may quote data); the traceback goes to the
         # log, where the PII filter masks it.
-        state.discard_snapshot_folder(state_dir, manifest.extract_id)
         log.exception("drop %s: internal error while validating it", manifest.extract_id)
         internal = DropRejected(f"internal error: {type(exc).__name__}", file=None, rule="internal")
         return _reject(state_dir, manifest.extract_id, manifest, internal, as_of, files=drop.files, gap=gap,
@@ -376,7 +393,7 @@ def _validate_scanned(
         private_dir(path.parent)
         ingested = _ingest_file(
             con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date, path,
-            batch_rows=batch_rows,
+            batch_rows=batch_rows, tmp=state_dir / "tmp" / manifest.extract_id,
         )
         staged.paths[layout.dataset] = path
         staged.profile.append(ingested.profile.row(
@@ -408,6 +425,7 @@ def _ingest_file(
     path: Path,
     *,
     batch_rows: int,
+    tmp: Path,
 ) -> _IngestedFile:
     """Read, normalise and write one file batch by batch, then run the file-level checks.
 
@@ -415,6 +433,7 @@ def _ingest_file(
     columns, a bounded sample) and raise in the same order as on a file read whole.
     """
     name = layout.file
+    window = (manifest.window_from, manifest.window_to)
     try:
         names = check_bytes(folder / name, manifest.encoding, scan)
         columns_error: DropRejected | None = None
@@ -422,24 +441,42 @@ def _ingest_file(
             counts.warnings = check_columns(names, layout)
         except DropRejected as exc:
             columns_error = exc
-        batches = iter_raw_batches(con, folder / name, manifest.encoding, scan, batch_rows=batch_rows, names=names)
-        if columns_error is None:
-            written = _write_snapshot(batches, layout, reference_date, path, manifest.files[name].rows)
-        else:  # nothing to normalise: count the rows, for the checks that come first
-            written = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
+
+        def read(scan: FileScan) -> _WrittenSnapshot:
+            batches = iter_raw_batches(con, folder / name, manifest.encoding, scan, batch_rows=batch_rows, names=names)
+            if columns_error is None:
+                return _write_snapshot(batches, layout, reference_date, path, manifest.files[name].rows, window)
+            # nothing to normalise: count the rows, for the checks that come first
+            counted = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
             for batch in batches:
-                written.profile.rows_in += batch.height
-                written.first = batch.head(0) if written.first is None else written.first
+                counted.profile.rows_in += batch.height
+                counted.first = batch.head(0) if counted.first is None else counted.first
+            return counted
+
+        try:
+            written = read(scan)
+        except CsvParseError as exc:
+            # Checked only once the parser fails: a valid file never pays for the extra pass.
+            lf_copy = tmp / f"{name}.lf"
+            if not exc.mixed_line_ends_possible or not copy_with_lf_row_ends(
+                csv_source(folder / name, manifest.encoding, scan)[0], lf_copy
+            ):
+                raise
+            counts.warnings.append(f"{name}: rows end with both CRLF and LF; read with either as a row end")
+            written = read(replace(scan, utf8_copy=lf_copy))
         rows_in = written.profile.rows_in
         counts.rows_in = rows_in
         expected = manifest.files[name].rows
         if rows_in != expected:
             raise DropRejected(f"{name}: {rows_in} data rows but the manifest says {expected}",
                                file=name, rule="manifest")
-        if layout.dataset == "bookings" and rows_in == 0:
-            raise DropRejected(f"{name}: empty (0 data rows); it would cancel every booking", file=name)
         before = previous.get(name)
-        if before is not None and before >= SHRINK_CHECK_FLOOR and rows_in < MIN_ROW_SHARE * before:
+        # Fewer bookings, down to none at all, are cancellations: the mass-cancellation guard
+        # judges them against what is live in Clinic24 and an operator can approve them, where
+        # a rejection could not be approved (issue 11). A first drop with no bookings cancels
+        # nothing and is accepted: its slots are still needed for the HSL report.
+        if (layout.dataset != "bookings" and before is not None and before >= SHRINK_CHECK_FLOOR
+                and rows_in < MIN_ROW_SHARE * before):
             raise DropRejected(
                 f"{name}: {rows_in} data rows, under {MIN_ROW_SHARE:.0%} of the previous accepted "
                 f"drop's {before}",
@@ -480,7 +517,12 @@ class _WrittenSnapshot:
 
 
 def _write_snapshot(
-    batches: Iterator[pl.DataFrame], layout: FileLayout, reference_date: date, path: Path, expected_rows: int
+    batches: Iterator[pl.DataFrame],
+    layout: FileLayout,
+    reference_date: date,
+    path: Path,
+    expected_rows: int,
+    window: tuple[date, date] | None = None,
 ) -> _WrittenSnapshot:
     """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer)."""
     from contracts.snapshots import FULL_CHECK_MAX_ROWS, SAMPLE_ROWS
@@ -496,7 +538,8 @@ def _write_snapshot(
                 if written.first is None:
                     written.first = raw.head(0)
                 written.keys.append(_compact(raw.select(keys)))
-                result = normalise_rows(raw, layout, reference_date, row_offset=written.profile.rows_in)
+                result = normalise_rows(raw, layout, reference_date, row_offset=written.profile.rows_in,
+                                        window=window)
                 written.profile.observe(result.frame, raw.height)
                 if result.quarantine.height:
                     written.quarantines.append(_compact(result.quarantine))

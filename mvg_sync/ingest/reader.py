@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from mvg_sync.fileperms import private_file
+from mvg_sync.ingest.faults import is_machine_error
 from mvg_sync.ingest.manifest import DropRejected
 
 # 1 MB: a chunk stays in cache between hashing and transcoding (8 MB measured ~25% slower)
@@ -84,29 +85,56 @@ def scan_file(path: Path, encoding: str, utf8_copy: Path | None = None) -> FileS
     )
 
 
-def _safe_duckdb_reason(exc: Exception) -> str:
-    """DuckDB's CSV errors quote the offending line (patient data): keep only line and kind."""
+class CsvParseError(DropRejected):
+    """The CSV parser refused the file; `mixed_line_ends_possible` when it could be the line ends."""
+
+    def __init__(self, reason: str, *, file: str, mixed_line_ends_possible: bool) -> None:
+        super().__init__(reason, file=file)
+        self.mixed_line_ends_possible = mixed_line_ends_possible
+
+
+def _safe_duckdb_reason(exc: Exception) -> tuple[str, bool]:
+    """DuckDB's CSV error as a reason that names the data row and what was wrong, never a value.
+
+    DuckDB's message quotes the offending line (patient data) and then lists every reader
+    option (`quote = "` among them), so it is matched on its own phrases only. DuckDB counts
+    the header as line 1: data row = line - 1, as `source_row` counts. Also says whether the
+    error may come from mixed CRLF/LF row ends (the caller then checks the bytes).
+    """
     text = str(exc)
     line = re.search(r"CSV Error on Line: (\d+)", text)
+    row = f"row {int(line.group(1)) - 1}" if line else "a row"
     where = f" near line {line.group(1)}" if line else ""
     lowered = text.lower()
+    fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    too_long = re.search(r"Maximum line size of (\d+) bytes exceeded", text)
     if "unicode" in lowered or "not utf-8" in lowered:
-        kind = "invalid UTF-8 bytes (declared utf-8; wrong or mixed encoding)"
-    elif "not latin-1" in lowered:
-        kind = "bytes that are not windows-1252"
-    elif "quote" in lowered:
-        kind = "unterminated quoted field (truncated or malformed file)"
-    elif "columns" in lowered:
-        kind = "a row with the wrong number of fields (truncated or malformed file)"
-    else:
-        kind = f"unparseable CSV ({type(exc).__name__})"
-    return f"{kind}{where}"
+        return f"invalid UTF-8 bytes (declared utf-8; wrong or mixed encoding){where}", False
+    if "not latin-1" in lowered:
+        return f"bytes that are not windows-1252{where}", False
+    if fields:
+        expected, found = int(fields.group(1)), int(fields.group(2))
+        if found > expected:
+            what = "one `;` too many" if found == expected + 1 else f"{found - expected} `;` too many"
+        else:
+            what = "fields missing: truncated or malformed row"
+        return f"{row} has {found} fields but the header has {expected} ({what})", True
+    if "value with unterminated quote" in lowered:
+        return f"unterminated quoted field in {row} (truncated or malformed file)", True
+    if too_long:
+        return f"{row} is longer than the {int(too_long.group(1)) >> 20} MB a row may hold", False
+    if "state machine reached an invalid state" in lowered:
+        return f"malformed CSV{where} (a quote, separator or line end out of place)", True
+    return f"unparseable CSV ({type(exc).__name__}){where}", True
 
 
+# A free-text field may be long (issue 14: a 10 MB Bokningsinformation is valid CSV), and
+# DuckDB's default of 2 MB per row would reject the drop. Measured: no cost on ordinary rows.
+MAX_ROW_BYTES = 64 << 20
 _READ_CSV = (
     "SELECT * FROM read_csv($path, header = true, delim = ';', quote = '\"', escape = '\"', "
     "encoding = $encoding, auto_detect = false, columns = $columns, strict_mode = true, "
-    "null_padding = false, ignore_errors = false)"
+    "null_padding = false, ignore_errors = false, max_line_size = $max_line_size)"
 )
 
 
@@ -179,14 +207,10 @@ def iter_raw_batches(
     name = path.name
     if names is None:
         names = check_bytes(path, encoding, scan)
-    if encoding == "utf-8":
-        source, source_encoding = path, "utf-8"
-    elif scan.utf8_copy is not None:
-        source, source_encoding = scan.utf8_copy, "utf-8"
-    else:  # no transcoded copy (a caller that scanned without one): DuckDB's latin-1 path
-        source, source_encoding = path, "latin-1"
+    source, source_encoding = csv_source(path, encoding, scan)
     # explicit dialect and columns, every column a string: typing is the normaliser's job
-    params = {"path": str(source), "encoding": source_encoding, "columns": dict.fromkeys(names, "VARCHAR")}
+    params = {"path": str(source), "encoding": source_encoding, "columns": dict.fromkeys(names, "VARCHAR"),
+              "max_line_size": MAX_ROW_BYTES}
     try:
         reader = con.sql(_READ_CSV, params=params).to_arrow_reader(batch_rows)
         empty = True
@@ -196,5 +220,47 @@ def iter_raw_batches(
                 yield pl.DataFrame(pl.from_arrow(batch))
         if empty:
             yield pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-    except (duckdb.Error, pl.exceptions.PolarsError, pa.ArrowException) as exc:
-        raise DropRejected(f"{name}: {_safe_duckdb_reason(exc)}", file=name) from None
+    # OSError too: a parse error past the first batch reaches here through Arrow as one
+    except (duckdb.Error, pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
+        if is_machine_error(exc):
+            raise  # a full disk while DuckDB spills is no fault of the file
+        reason, line_ends = _safe_duckdb_reason(exc)
+        raise CsvParseError(f"{name}: {reason}", file=name, mixed_line_ends_possible=line_ends) from None
+
+
+def csv_source(path: Path, encoding: str, scan: FileScan) -> tuple[Path, str]:
+    """The bytes DuckDB parses and their encoding: the UTF-8 copy when there is one."""
+    if scan.utf8_copy is not None:
+        return scan.utf8_copy, "utf-8"
+    if encoding == "utf-8":
+        return path, "utf-8"
+    return path, "latin-1"  # no transcoded copy (a caller that scanned without one)
+
+
+def copy_with_lf_row_ends(source: Path, out: Path) -> bool:
+    """Write `source` to `out` with each CRLF outside quoted fields as LF; True if it mixed both.
+
+    The dialect says CRLF, but a file that ends some rows with CRLF and others with a bare LF
+    is still valid CSV (issue 14), while DuckDB's strict parser takes one row end per file.
+    Inside quotes nothing changes: a free text keeps its own line breaks byte for byte. The
+    quote state carries across chunks (`""` toggles it twice, so escapes need no care).
+    """
+    in_quotes = False
+    seen_crlf = seen_bare_lf = False
+    with source.open("rb") as src, out.open("wb") as dst:
+        while chunk := src.read(CHUNK):
+            if chunk.endswith(b"\r"):  # keep a CRLF whole within one chunk
+                chunk += src.read(1)
+            pieces = chunk.split(b'"')
+            for index, piece in enumerate(pieces):
+                if index:
+                    in_quotes = not in_quotes
+                if in_quotes or b"\n" not in piece:
+                    continue
+                crlf = piece.count(b"\r\n")
+                seen_crlf = seen_crlf or crlf > 0
+                seen_bare_lf = seen_bare_lf or piece.count(b"\n") > crlf
+                if crlf:
+                    pieces[index] = piece.replace(b"\r\n", b"\n")
+            dst.write(b'"'.join(pieces))
+    return seen_crlf and seen_bare_lf

@@ -162,11 +162,15 @@ def _field(value: str | None) -> str:
     return value
 
 
-def csv_text(rows: list[dict[str, str | None]], headers: list[str]) -> str:
-    """Cosmic's dialect: `;`, CRLF, quotes only where needed."""
+def csv_text(rows: list[dict[str, str | None]], headers: list[str], *, row_ends: list[str] | None = None) -> str:
+    """Cosmic's dialect: `;`, CRLF, quotes only where needed.
+
+    `row_ends` gives each line's end in turn (header first), cycling; default CRLF throughout.
+    """
     lines = [";".join(headers)]
     lines += [";".join(_field(row.get(h)) for h in headers) for row in rows]
-    return "\r\n".join(lines) + "\r\n"
+    ends = row_ends or ["\r\n"]
+    return "".join(line + ends[i % len(ends)] for i, line in enumerate(lines))
 
 
 def write_drop(

@@ -10,15 +10,21 @@ from mvg_sync.store.queries import r11_latency
 
 
 def ingest_summary(report) -> dict:
-    """Drops by outcome and rows by fate, from an `IngestReport` (counts only)."""
+    """Drops by outcome and rows by fate, from an `IngestReport` (counts only).
+
+    A rejected drop's files carry None for what was never counted (the file that failed and
+    those after it): None adds nothing, and never crashes the run (issues 11 and 14). Rows
+    count as accepted or quarantined only in an accepted drop: a rejected drop keeps none.
+    """
     outcomes: dict[str, int] = {}
     rows = {"rows_in": 0, "accepted": 0, "quarantined": 0}
     for drop in report.drops:
         outcomes[drop.outcome] = outcomes.get(drop.outcome, 0) + 1
         for f in drop.files:
-            rows["rows_in"] += f.rows_in
-            rows["accepted"] += f.accepted
-            rows["quarantined"] += f.quarantined
+            rows["rows_in"] += f.rows_in or 0
+            if drop.outcome == "accepted":
+                rows["accepted"] += f.accepted or 0
+                rows["quarantined"] += f.quarantined or 0
     return {"drops": len(report.drops), **{f"drops_{k}": v for k, v in outcomes.items()},
             "gaps": len(report.gaps), **rows}
 

@@ -157,3 +157,32 @@ def test_no_state_store_yet_purges_nothing(tmp_path):
 def test_naive_now_is_refused(tmp_path):
     with pytest.raises(ValueError, match="timezone-aware"):
         purge(tmp_path, tmp_path, older_than_days=60, now=datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_a_back_dated_run_never_purges_the_drops_it_just_processed(tmp_path):
+    # issue 14: processed_at is the run's as_of; measured against the wall clock alone, a run
+    # dated 100 days back purged the drop folders it had just processed (all but the current)
+    state_dir, landing = tmp_path / "state", tmp_path / "landing"
+    as_of = _days_ago(100)
+    con = state.connect(state_dir)
+    store.ensure_schema(con)
+    _drop(con, state_dir, "D-old", 1, as_of - timedelta(days=61), datasets=["bookings"], quarantined=1)
+    _drop(con, state_dir, "D-a", 2, as_of, datasets=["bookings"], quarantined=2)
+    _drop(con, state_dir, "D-b", 3, as_of, datasets=["bookings"], quarantined=4)  # current
+    con.close()
+    for name in ["D-old", "D-a", "D-b"]:
+        (landing / name).mkdir(parents=True)
+
+    counts = purge(state_dir, landing, older_than_days=60, now=NOW, as_of=as_of)
+
+    assert counts["cutoff"] == (as_of - timedelta(days=60)).isoformat()
+    assert sorted(p.name for p in landing.iterdir()) == ["D-a", "D-b"]  # D-old: 61 days before the run
+    assert sorted(p.name for p in (state_dir / state.SNAPSHOTS).iterdir()) == ["D-a", "D-b"]
+    assert (counts["drop_folders"], counts["quarantine_rows"], counts["snapshot_folders"]) == (1, 1, 1)
+
+
+def test_a_run_dated_ahead_purges_no_more_than_the_wall_clock_allows(world):
+    state_dir, landing = world
+    counts = purge(state_dir, landing, older_than_days=60, now=NOW, as_of=NOW + timedelta(days=365))
+    assert counts["cutoff"] == (NOW - timedelta(days=60)).isoformat()
+    assert sorted(p.name for p in landing.iterdir()) == ["D1", "D2", "D9-unprocessed"]
