@@ -122,6 +122,12 @@ class _DiskFullAtCommit:
     def __getattr__(self, name: str):
         return getattr(self._con, name)
 
+    def __enter__(self) -> _DiskFullAtCommit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
+
 
 def test_full_disk_at_commit_names_the_full_disk_not_the_failed_rollback(base, monkeypatch):
     landing, state = base
