@@ -36,6 +36,20 @@ from tasks.sync import (
 APPROVAL_TIMEOUT_S = 4 * 3600
 
 
+class RunNotDone(Exception):
+    """The run ends Failed on purpose (a drop held for approval, changes left pending): the
+    message says what to do and `summary` is the run's summary. A Failed state must carry an
+    exception: one carrying the summary dict made Prefect's engine log a traceback for every
+    held run ("… cannot be resolved into an exception")."""
+
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self):
+        return (RunNotDone, (str(self), self.summary))
+
+
 class MassCancellationApproval(RunInput):
     """The form operations fill in to release a drop held by the guard."""
 
@@ -138,13 +152,11 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
         if not _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id):
             summary["outcome"] = "held"
             publish_run_summary(settings.state_dir, run_id, summary, started)
-            return Failed(
-                message=(
-                    f"Drop {bookings.snapshot.extract_id} held for approval: {guard.reason}. "
-                    f"Release it with `mvg-sync approve {bookings.snapshot.extract_id}`."
-                ),
-                data=summary,
+            message = (
+                f"Drop {bookings.snapshot.extract_id} held for approval: {guard.reason}. "
+                f"Release it with `mvg-sync approve {bookings.snapshot.extract_id}`."
             )
+            return Failed(message=message, data=RunNotDone(message, summary))
         bookings, tickets = _plan(settings, units, now)  # the pause may have lasted hours
 
     summary["steps"]["plan"] = write_outbox(settings.state_dir, run_id, bookings, tickets, bookings.snapshot)
@@ -160,7 +172,8 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
         summary["outcome"], summary["cause"] = "failed", f"{left} changes still pending ({cause})"
     summary.update(publish_run_summary(settings.state_dir, run_id, summary, started))
     if left:
-        return Failed(message=f"{summary['cause']}; the next sync retries them.", data=summary)
+        message = f"{summary['cause']}; the next sync retries them."
+        return Failed(message=message, data=RunNotDone(message, summary))
     return summary
 
 

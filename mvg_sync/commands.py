@@ -36,7 +36,11 @@ def sync(args: argparse.Namespace) -> int:
         interrupts.checkpoint()
     finally:
         prefect_server.stop(server)
+    from flows.booking_sync import RunNotDone
+
     summary = state.result(raise_on_failure=False)
+    if isinstance(summary, RunNotDone):  # held for approval, or changes left pending
+        summary = summary.summary
     if not isinstance(summary, dict):  # the flow raised: its exception is the result
         summary = {"outcome": "failed", "error": summary}
     for warning in summary.get("warnings", []):
