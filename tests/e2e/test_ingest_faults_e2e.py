@@ -11,23 +11,13 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
 
 from mvg_sync.generator import next_region
 from mvg_sync.state import load_snapshot
 from mvg_sync.timeutil import utc_now
-from tests.e2e.sync_world import AS_OF, make_world, prefect_env
+from tests.e2e.sync_world import AS_OF, prefect_env
 
 LATER = AS_OF + timedelta(minutes=5)
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch, prefect_harness):
-    w = make_world(tmp_path)
-    for name, value in w.env().items():
-        monkeypatch.setenv(name, value)
-    yield w
-    w.sandbox.stop()
 
 
 def cli(world, *args, extra_env: dict | None = None):

@@ -5,20 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
-import pytest
 
 from flows.booking_sync import booking_sync
 from mvg_sync.generator import next_region
-from tests.e2e.sync_world import AS_OF, make_world, rechecks_only
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch, prefect_harness):
-    w = make_world(tmp_path)
-    for name, value in w.env().items():
-        monkeypatch.setenv(name, value)
-    yield w
-    w.sandbox.stop()
+from tests.e2e.sync_world import AS_OF, rechecks_only
 
 
 def run(as_of):

@@ -6,23 +6,13 @@ from datetime import datetime, time, timedelta
 
 import duckdb
 import polars as pl
-import pytest
 
 from flows.booking_sync import booking_sync
 from mvg_sync.generator import next_region
-from tests.e2e.sync_world import AS_OF, make_world
+from tests.e2e.sync_world import AS_OF
 
 # Fields Clinic24 shows that a move must keep; the sequence and R24's deadline follow the drop/start.
 _MOVING_EXTENSIONS = ("source-sequence", "change-deadline")
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch, prefect_harness):
-    w = make_world(tmp_path)
-    for name, value in w.env().items():
-        monkeypatch.setenv(name, value)
-    yield w
-    w.sandbox.stop()
 
 
 def run(as_of: datetime) -> None:
