@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from dataclasses import replace
@@ -39,7 +38,7 @@ def booked(world) -> set[str]:
 def test_full_disk_during_ingest_fails_the_sync_and_the_drop_is_synced_once_space_is_back(
     world, monkeypatch, capsys
 ):
-    from mvg_sync import commands
+    from mvg_sync.cli import main
 
     folder = world.drop(world.region)
 
@@ -50,18 +49,19 @@ def test_full_disk_during_ingest_fails_the_sync_and_the_drop_is_synced_once_spac
 
     with monkeypatch.context() as patch:
         patch.setattr(pl.LazyFrame, "sink_parquet", disk_full)
-        code = commands.sync(argparse.Namespace(as_of=AS_OF.isoformat()))
-    out = capsys.readouterr().out.strip().splitlines()
+        code = main(["sync", "--as-of", AS_OF.isoformat()])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error: ")]
     assert code == 1
-    assert f"drop {folder.name} left pending" in out[-1] and "No space left on device" in out[-1]
-    assert "cannot rollback" not in out[-1] and "rejected" not in out[-1]
+    assert len(err) == 1, err  # one line, then the hint
+    assert f"drop {folder.name} left pending" in err[0] and "No space left on device" in err[0]
+    assert "cannot rollback" not in err[0] and "rejected" not in err[0]
     assert folder.name not in drops(world)  # no verdict on the drop
     assert world.appointments() == {}
     assert not (world.state / "snapshots" / folder.name).exists()
 
     # space is back: the next run takes the same drop
-    code = commands.sync(argparse.Namespace(as_of=(AS_OF + timedelta(minutes=1)).isoformat()))
-    assert code == 0, capsys.readouterr().out
+    code = main(["sync", "--as-of", (AS_OF + timedelta(minutes=1)).isoformat()])
+    assert code == 0, capsys.readouterr()
     assert drops(world)[folder.name] == "accepted"
     assert booked(world), "the drop was not synced once space was back"
 
@@ -90,8 +90,8 @@ def test_a_good_drop_behind_a_malformed_one_is_pushed_in_the_same_run(world):
     assert drops(world) == {bad.name: "rejected", good.name: "accepted"}
     assert booked(world), "the good drop waited for the next run"
     assert json.loads(run.stdout.strip().splitlines()[-1])["extract_id"] == good.name
-    status = cli(world, "status")
-    assert "has 20 fields but the header has 19 (one `;` too many)" in status.stdout
+    quarantine = json.loads(cli(world, "status", "--json").stdout)["quarantine"]
+    assert any("has 20 fields but the header has 19 (one `;` too many)" in q["reason"] for q in quarantine)
 
 
 def test_nul_byte_and_start_outside_the_window_are_quarantined_and_never_pushed(world):
@@ -119,10 +119,11 @@ def test_nul_byte_and_start_outside_the_window_are_quarantined_and_never_pushed(
     for key in (nul_id, outside_id):
         assert after[key] == before[key]
     assert "\x00" not in json.dumps(world.sandbox.state())
-    status = cli(world, "status").stdout
-    assert "bokningar.csv / contract / holds a NUL byte (\\x00), which no text value may hold: 1" in status
+    quarantine = {(q["file"], q["rule"], q["reason"]): q["rows"]
+                  for q in json.loads(cli(world, "status", "--json").stdout)["quarantine"]}
+    assert quarantine[("bokningar.csv", "contract", "holds a NUL byte (\\x00), which no text value may hold")] == 1
     window = f"{region.window_from}..{region.window_to}"
-    assert f"bokningar.csv / window / start outside the manifest's window {window}: 1" in status
+    assert quarantine[("bokningar.csv", "window", f"start outside the manifest's window {window}")] == 1
 
 
 def test_empty_bookings_on_a_first_drop_is_accepted_with_its_slots(world):
