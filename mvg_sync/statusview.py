@@ -170,6 +170,9 @@ def render(data: dict) -> str:
         lines.append(_fit(f"  {h['rule']:<7} {h['unit_hsa_id']:<20} {h['count']:>6} {kind:<8}  {shown}", WIDTH))
         if h["rule"] != "R12":
             lines.append(_fit(f"          {'; '.join(h['reasons'])}", WIDTH))
+    if any(h["rule"] == "R12" for h in holds):  # said once, not on every unit's line
+        lines.append("  (R12 = a child's digital visit waits for a primary guardian in Clinic24: "
+                     "needs-primary-guardian)")
     outbox = data["outbox"]
     lines.append("Outbox    " + ("nothing pending or dead" if not outbox else ""))
     lines += _table(("status", "resource", "count", "reason"), [
