@@ -35,6 +35,7 @@ def collect(state_dir: Path, landing_dir: Path) -> dict:
     out: dict = {"state_dir": str(state_dir), "landing_dir": str(landing_dir)}
     db = state_dir / "state.duckdb"
     known: set[str] = set()
+    out["has_store"] = db.exists()
     if not db.exists():
         out.update(drops={}, recent_drops=[], quarantine=[], awaiting_approval=[], holds=[], outbox=[],
                    last_run=None, last_failure=None, unit_left_clinic24=0, snapshots={})
@@ -145,6 +146,8 @@ def render(data: dict) -> str:
                  f"{len(landing['being_written'])} being written")
     for name in landing["pending"][:IDS_SHOWN]:
         lines.append(f"  {name}")
+    if not data.get("has_store", True):
+        lines.append(f"State     no state yet at {data['state_dir']} (no sync has run with this MVG_STATE_DIR)")
     drops = data["drops"]
     lines.append("Drops     " + (", ".join(f"{n} {o}" for o, n in drops.items()) or "none processed yet"))
     lines += _table(("extract id", "seq", "outcome", "reason"), [

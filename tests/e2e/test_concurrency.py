@@ -8,6 +8,7 @@ the sync leaves Clinic24 exactly as an undisturbed run of the same drop does.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def test_status_and_report_during_a_sync_all_answer_and_change_nothing(tmp_path,
     reads: list[tuple[float, list[str]]] = []  # the store's own answer time, and what it said
     try:
         world.drop(world.region)
+        world.state.mkdir()  # as deployed: the folder exists, no sync has run yet
         idle = _timed(world, "status")
         assert idle[1].returncode == 0 and f"no state yet at {world.state}" in idle[1].stdout
         assert not (world.state / "state.duckdb").exists(), "status must not create a store"
@@ -67,9 +69,10 @@ def test_status_and_report_during_a_sync_all_answer_and_change_nothing(tmp_path,
         def cli_status_loop() -> None:
             """`mvg-sync status` in its own process, again 0.5 s after each answer; one report."""
             while sync.poll() is None:
-                ran = _timed(world, "status")
+                ran = _timed(world, "status", "--json")
                 statuses.append(ran)
-                if "  bookings: " in ran[1].stdout and not reports:  # the report needs the snapshots
+                ready = ran[1].returncode == 0 and json.loads(ran[1].stdout)["snapshots"].get("bookings")
+                if ready and not reports:  # the report needs the snapshots
                     reports.append(world.cli("report", "--as-of", AS_OF.isoformat(), "--out",
                                              str(tmp_path / "reports"), extra_env=prefect_env(), timeout=600))
                 time.sleep(POLL_S)
