@@ -194,13 +194,13 @@ def check_unit(state_dir, unit: str) -> None:
     if db.exists():
         import duckdb
 
-        con = duckdb.connect(str(db), read_only=True)
-        try:
-            known |= {r[0] for r in con.execute("SELECT unit_hsa_id FROM locations").fetchall()}
-        except duckdb.CatalogException:
-            pass
-        finally:
-            con.close()
+        from mvg_sync import store
+
+        with store.connect(state_dir, read_only=True) as con:  # waits while a sync holds it
+            try:
+                known |= {r[0] for r in con.execute("SELECT unit_hsa_id FROM locations").fetchall()}
+            except duckdb.CatalogException:  # no sync has listed Clinic24's units yet
+                pass
     if unit not in known:
         sample = ", ".join(sorted(known)[:3]) + (" …" if len(known) > 3 else "")
         raise UnknownUnit(

@@ -61,6 +61,11 @@ def _grace_over() -> None:
 
 def install() -> None:
     """Handle SIGINT and SIGTERM in this (main) thread; call once, early in the command."""
+    timer = _state.get("timer")
+    if timer is not None:
+        timer.cancel()
+    # a fresh command: nothing of an earlier one in the same interpreter (tests) carries over
+    _state.update(signum=None, grace_over=False, timer=None)
     for signum in EXIT_CODES:
         signal.signal(signum, _handler)
     _state["installed"] = True

@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -23,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mvg_sync.clinic24.client import Clinic24Client, Clinic24Error, InsecureBaseURL
 from mvg_sync.retention import purge
-from mvg_sync.settings import MissingSetting, Settings
+from mvg_sync.settings import Settings
 from mvg_sync.sync import cycle, health, store
 from mvg_sync.timeutil import utc_now
 
@@ -33,17 +34,19 @@ def _client(settings: Settings) -> Clinic24Client:
     return Clinic24Client(settings.clinic24_base_url, client_id, secret)
 
 
-def _unless_the_client_gave_up(task, task_run, state) -> bool:
-    """Retry a task only for what the Clinic24 client's own RetryPolicy has not already retried.
+def _transport_failure(task, task_run, state) -> bool:
+    """Retry a Clinic24 task once, and only for a transport failure that escaped the client.
 
-    Retrying a Clinic24Error on top of the client re-sent refused credentials and stretched an
-    unreachable Clinic24 to 77 s (issues 11, 14); a wrong URL or a missing setting stays wrong.
+    The client's own RetryPolicy has already spent its budget on a Clinic24Error (unreachable,
+    throttled, 5xx): retrying it on top stretched an unreachable Clinic24 to 77 s and re-sent
+    refused credentials (issues 11, 14). A wrong URL or setting, a store that stayed busy for
+    its bounded wait, and bugs fail at once too; the next scheduled run comes within minutes.
     """
     error = state.result(raise_on_failure=False)
-    return not isinstance(error, Clinic24Error | InsecureBaseURL | MissingSetting)
+    return isinstance(error, httpx.TransportError) and not isinstance(error, Clinic24Error | InsecureBaseURL)
 
 
-NETWORK_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_fn": _unless_the_client_gave_up}
+NETWORK_RETRIES = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _transport_failure}
 
 
 @task(name="fetch-clinic24-units", **NETWORK_RETRIES, cache_policy=NO_CACHE)

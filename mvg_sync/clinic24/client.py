@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,7 @@ def _loads(data: bytes) -> Any:
 
 
 log = logging.getLogger(__name__)
+_DIAGNOSTICS_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,80}")
 T = TypeVar("T")
 # The Prefect Secret block named in the credentials message (settings.CLIENT_SECRET_BLOCK; not
 # imported, so the client stays free of the settings and Prefect imports).
@@ -593,6 +595,10 @@ class Clinic24Client:
             if RetryPolicy.transient_status(status) or status == 401:
                 raise self._transient_status(response, f"HTTP {status}, request id {request_id}")
             code, diagnostics, _ = _first_issue(_safe_json(response))
+            # Clinic24's free text may quote the request (a guardian lookup names a child's
+            # personnummer, names are not masked): only a code-like token reaches the message.
+            if diagnostics and not _DIAGNOSTICS_TOKEN.fullmatch(diagnostics):
+                diagnostics = "(diagnostics withheld)"
             raise Clinic24ProtocolError(
                 f"{what}: HTTP {status} ({code or '-'}: {diagnostics or '-'}), request id {request_id}"
             )

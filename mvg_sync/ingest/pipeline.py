@@ -51,7 +51,7 @@ from mvg_sync.quality.checkpoint import PROFILE_SCHEMA, DatasetProfile
 from mvg_sync.quality.document import save_profile
 from mvg_sync.quality.gate import evaluate
 from mvg_sync.rules.patient_id import mask_patient_ids
-from mvg_sync.store import work_connection
+from mvg_sync.store import StoreBusy, StoreTooNew, work_connection
 from mvg_sync.sync import crashpoints
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
@@ -307,7 +307,7 @@ def _ingest_folder(
                        warnings=drop.warnings)
     except Exception as exc:  # noqa: BLE001 - one drop's bug must not wedge every later drop
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
-        if is_machine_error(exc):
+        if is_machine_error(exc) or isinstance(exc, StoreBusy | StoreTooNew):
             raise  # not the drop's fault: it stays pending (ingest_pending says why)
         # Raised, it would leave the drop unrecorded and fail every later run on the same drop.
         # The reason names the type only (a message may quote data); the traceback goes to the

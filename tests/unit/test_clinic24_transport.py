@@ -212,3 +212,20 @@ def test_one_policy_retries_429_5xx_and_connect_errors_for_token_reads_and_batch
     ]
     assert stats["retries"] == 3
     assert stats["throttled"] == (3 if transient == "429" else 0)
+
+
+@pytest.mark.parametrize(("diagnostics", "shown"), [
+    ("patient 19581127-1009 Öberg, Åsa not found", "(diagnostics withheld)"),
+    ("primary-guardian-missing", "primary-guardian-missing"),
+])
+def test_a_refusal_names_clinic24s_code_but_withholds_free_text(diagnostics, shown):
+    outcome = {"resourceType": "OperationOutcome",
+               "issue": [{"severity": "error", "code": "not-found", "diagnostics": diagnostics}]}
+    transport = Counting(_token_then(lambda request: httpx.Response(404, json=outcome)))
+    with Clinic24Client(
+        "https://clinic24.example.test", "mvg-sync", SECRET, backoff_base_s=0, backoff_cap_s=0,
+        transport=httpx.MockTransport(transport),
+    ) as client, pytest.raises(Clinic24ProtocolError) as raised:
+        client.get_appointment("K1")
+    assert f"(not-found: {shown})" in str(raised.value)
+    assert "1958" not in str(raised.value) and "Öberg" not in str(raised.value)
