@@ -87,8 +87,8 @@ def upgrade_schema(state_dir: Path) -> list[str]:
     """
     import tempfile
 
-    from mvg_sync.state import connect
-    from mvg_sync.sync import store
+    from mvg_sync.store import outbox as store
+    from mvg_sync.store.drops import connect
 
     query = "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'main'"
     with tempfile.TemporaryDirectory() as fresh_dir:
@@ -147,7 +147,8 @@ def run_cycle(settings, as_of: datetime, timer: Timer, *, clock: Callable[[], da
     patient-free counts: drops ingested, changes, holds, guard, outbox write and push tally.
     """
     from mvg_sync.ingest import ingest_pending
-    from mvg_sync.sync import cycle, store
+    from mvg_sync.store import outbox as store
+    from mvg_sync.sync import cycle
 
     out: dict = {}
     with timer.phase("ingest"):

@@ -116,7 +116,7 @@ def previous_plan_cache(state: Path, units: list[str]) -> Path:
     import polars as pl
 
     from mvg_sync.rules import booking_scope
-    from mvg_sync.state import load_snapshot
+    from mvg_sync.store.drops import load_snapshot
     from mvg_sync.sync import cycle
 
     saved = state.parent / f"previous-{cycle._hash_cache_path(state).name}"

@@ -61,8 +61,8 @@ def prepare_state() -> Path:
     if (state / "state.duckdb").exists():
         return state
     from mvg_sync.ingest import ingest_pending
-    from mvg_sync.state import connect, load_snapshot
-    from mvg_sync.sync.store import ensure_schema
+    from mvg_sync.store.drops import connect, load_snapshot
+    from mvg_sync.store.outbox import ensure_schema
 
     shutil.rmtree(state, ignore_errors=True)
     started = time.perf_counter()

@@ -17,7 +17,8 @@ from prefect.states import Failed
 from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.logfilter import install_pii_filter, one_line
 from mvg_sync.settings import load_settings
-from mvg_sync.sync import cycle, health, store
+from mvg_sync.store import outbox as store
+from mvg_sync.sync import cycle, health
 from mvg_sync.timeutil import resolve_as_of, utc_now
 from tasks.ingest import document_drop_quality, ingest_drops, wait_for_drop
 from tasks.sync import (
@@ -196,7 +197,7 @@ def _unit_mismatch(bookings, units: list[str], settings) -> str | None:
     what to do (issue 11.3: `generate` + the default `sandbox` ended in 0 changes, silently)."""
     if bookings.counts.get("bookings_in_snapshot", 0) == 0 or bookings.counts.get("desired", 0) > 0:
         return None
-    from mvg_sync.state import load_snapshot
+    from mvg_sync.store.drops import load_snapshot
 
     in_drop = load_snapshot(settings.state_dir, "bookings").get_column("unit_hsa_id").unique().to_list()
     if set(in_drop) & set(units):
@@ -213,7 +214,7 @@ def _unit_mismatch(bookings, units: list[str], settings) -> str | None:
 def _pending_left(state_dir: Path) -> int:
     """Outbox entries still pending after the push: work left, so the run is not "done" (issue 14)."""
     with cycle.open_state(state_dir) as con:
-        return con.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+        return store.pending_count(con)
 
 
 def _plan(settings, units: list[str], now):

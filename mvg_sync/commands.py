@@ -101,7 +101,8 @@ def check_folders(settings, *, landing: bool = False, state: str | None = None) 
 
 def approve(args: argparse.Namespace) -> int:
     """Release a drop held by the mass-cancellation guard; the next `sync` pushes it."""
-    from mvg_sync.sync import cycle, store
+    from mvg_sync.store import outbox as store
+    from mvg_sync.sync import cycle
 
     settings = load_settings()
     check_folders(settings, state="read")
@@ -127,7 +128,8 @@ def status(args: argparse.Namespace) -> int:
 def redrive(args: argparse.Namespace) -> int:
     """Re-queue dead letters and push them now."""
     from mvg_sync.clinic24.client import Clinic24Client
-    from mvg_sync.sync import cycle, store
+    from mvg_sync.store import outbox as store
+    from mvg_sync.sync import cycle
 
     settings = load_settings()
     check_folders(settings, state="read")
@@ -186,21 +188,17 @@ def check_unit(state_dir, unit: str) -> None:
     Known units are those of Cosmic's latest units file (enheter.csv) and those Clinic24
     listed at the last sync (R01).
     """
-    from mvg_sync.state import load_snapshot
+    from mvg_sync.store.drops import load_snapshot
 
     units = load_snapshot(state_dir, "units")
     known = set(units.get_column("unit_hsa_id").to_list()) if units is not None else set()
     db = state_dir / "state.duckdb"
     if db.exists():
-        import duckdb
-
         from mvg_sync import store
+        from mvg_sync.store import outbox
 
         with store.connect(state_dir, read_only=True) as con:  # waits while a sync holds it
-            try:
-                known |= {r[0] for r in con.execute("SELECT unit_hsa_id FROM locations").fetchall()}
-            except duckdb.CatalogException:  # no sync has listed Clinic24's units yet
-                pass
+            known |= set(outbox.cached_locations(con))  # empty until a sync lists Clinic24's units
     if unit not in known:
         sample = ", ".join(sorted(known)[:3]) + (" …" if len(known) > 3 else "")
         raise UnknownUnit(

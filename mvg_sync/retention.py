@@ -7,22 +7,10 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mvg_sync import state
-from mvg_sync.store import transaction
+from mvg_sync import store
+from mvg_sync.store import drops, maintenance
 
 log = logging.getLogger(__name__)
-
-# Settled outbox entries older than the cut-off, except the newest accepted entry per
-# resource: the sync builds a cancel/revoke payload from what Clinic24 last accepted, so that
-# entry lives as long as the resource does.
-_PURGE_OUTBOX = """
-DELETE FROM outbox WHERE status IN ('done', 'superseded') AND coalesce(settled_at, created_at) < $cutoff
-AND change_id NOT IN (
-    SELECT change_id FROM outbox WHERE status = 'done' AND last_outcome = 'accepted'
-    QUALIFY row_number() OVER (PARTITION BY resource_type, key ORDER BY settled_at DESC, change_id DESC) = 1
-)
-"""
-
 
 def purge(
     state_dir: Path, landing_dir: Path, *, older_than_days: int, now: datetime, as_of: datetime | None = None
@@ -56,21 +44,14 @@ def purge(
     cutoff = min(now, as_of or now) - timedelta(days=older_than_days)
     counts = {"cutoff": cutoff.isoformat(), "drop_folders": 0, "quarantine_rows": 0,
               "outbox_entries": 0, "snapshot_folders": 0}
-    if not (state_dir / state.STATE_FILE).exists():
+    if not (state_dir / store.STATE_FILE).exists():
         return counts
 
-    with state.connect(state_dir) as con:
-        processed = {str(e): p for e, p in con.execute("SELECT extract_id, processed_at FROM drops").fetchall()}
-        current = {extract_id for extract_id, _ in state.snapshot_pointers(con).values()}
-        with transaction(con):
-            counts["quarantine_rows"] = con.execute(
-                "DELETE FROM quarantine WHERE quarantined_at < ? "
-                "AND extract_id NOT IN (SELECT extract_id FROM snapshot_pointer)",
-                [cutoff],
-            ).fetchone()[0]
-            counts["outbox_entries"] = con.execute(_PURGE_OUTBOX, {"cutoff": cutoff}).fetchone()[0]
-        # deleted rows stay in the file's blocks until a checkpoint rewrites them
-        con.execute("CHECKPOINT")
+    with store.connect(state_dir) as con:
+        processed = drops.processed_at(con)
+        current = {extract_id for extract_id, _ in drops.snapshot_pointers(con).values()}
+        counts["quarantine_rows"], counts["outbox_entries"] = maintenance.purge_before(con, cutoff)
+        maintenance.reclaim_space(con)
 
     old = {
         extract_id
@@ -82,7 +63,7 @@ def purge(
             if folder.name in old and folder.is_dir() and not folder.is_symlink():
                 shutil.rmtree(folder)
                 counts["drop_folders"] += 1
-    snapshots = state_dir / state.SNAPSHOTS
+    snapshots = state_dir / drops.SNAPSHOTS
     if snapshots.is_dir():
         for folder in sorted(snapshots.iterdir()):
             if folder.name in current or not folder.is_dir() or folder.is_symlink():

@@ -11,70 +11,53 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from mvg_sync import store
 from mvg_sync.ingest.status import _landing_state
+from mvg_sync.store import drops, queries
+from mvg_sync.store.types import HeldKey, OutboxStatus, RunRow
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
 WIDTH = 100
 IDS_SHOWN = 5
-R12_HELD = "R12 needs-primary-guardian"  # the outbox reason of a visit Clinic24 refused for R12
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
-    try:
-        return con.execute(sql, params or []).fetchall()
-    except duckdb.CatalogException:  # a table the sync creates on its first cycle
-        return []
 
 
 def collect(state_dir: Path, landing_dir: Path) -> dict:
     """Everything `status` shows, as plain data (the `--json` output)."""
     now = utc_now()
     out: dict = {"state_dir": str(state_dir), "landing_dir": str(landing_dir)}
-    db = state_dir / "state.duckdb"
+    db = state_dir / store.STATE_FILE
     known: set[str] = set()
     out["has_store"] = db.exists()
     if not db.exists():
         out.update(drops={}, recent_drops=[], quarantine=[], awaiting_approval=[], holds=[], outbox=[],
                    last_run=None, last_failure=None, unit_left_clinic24=0, snapshots={})
     else:
-        # the one opener: bounded waits while a sync holds the store, saying so (mvg_sync.store)
+        # the one opener: bounded waits while a sync holds the store, saying so (mvg_sync.store);
+        # it upgrades the store, so every table of the current schema is there
         with store.connect(state_dir, read_only=True) as con:
-            known = {r[0] for r in _rows(con, "SELECT extract_id FROM drops")}
-            out["drops"] = dict(_rows(con, "SELECT outcome, count(*) FROM drops GROUP BY 1 ORDER BY 1"))
+            known = drops.processed_drop_ids(con)
+            out["drops"] = {str(o): n for o, n in drops.drop_totals(con).items()}
             out["recent_drops"] = [
-                {"extract_id": e, "sequence": s, "outcome": o, "reason": r}
-                for e, s, o, r in _rows(
-                    con, "SELECT extract_id, sequence, outcome, reason FROM drops "
-                    "ORDER BY coalesce(extracted_at, processed_at) DESC, extract_id DESC LIMIT 5")
+                {"extract_id": d.extract_id, "sequence": d.sequence, "outcome": str(d.outcome), "reason": d.reason}
+                for d in drops.recent_drops(con, 5)
             ]
-            out["snapshots"] = dict(_rows(con, "SELECT dataset, extract_id FROM snapshot_pointer ORDER BY 1"))
+            out["snapshots"] = {p.dataset: p.extract_id for p in drops.pointers(con)}
             out["quarantine"] = [
-                {"file": f, "rule": rule, "reason": why, "rows": n}
-                for f, rule, why, n in _rows(
-                    con, "SELECT file, rule, reason, count(*) AS n FROM quarantine GROUP BY ALL "
-                    "ORDER BY n DESC, 1, 2, 3 LIMIT 20")
+                {"file": q.file, "rule": q.rule, "reason": q.reason, "rows": q.rows}
+                for q in drops.quarantine_counts(con, 20)
             ]
             out["awaiting_approval"] = [
-                {"extract_id": e, "cancels": c, "live": live, "reason": why}
-                for e, c, live, why in _rows(
-                    con, "SELECT extract_id, cancels, live, reason FROM approvals WHERE status = 'held' ORDER BY 1")
+                {"extract_id": a.extract_id, "cancels": a.cancels, "live": a.live, "reason": a.reason}
+                for a in queries.awaiting_approval(con)
             ]
-            out["holds"] = _holds(con)
+            out["holds"] = _holds(queries.held_keys(con))
             out["outbox"] = [
-                {"status": s, "resource_type": rt, "reason": why, "count": n}
-                for s, rt, why, n in _rows(
-                    con, "SELECT status, resource_type, coalesce(reason, ''), count(*) FROM outbox "
-                    "WHERE status IN ('pending', 'dead') GROUP BY ALL ORDER BY ALL")
+                {"status": str(o.status), "resource_type": str(o.resource_type), "reason": o.reason, "count": o.count}
+                for o in queries.outbox_counts(con, (OutboxStatus.PENDING, OutboxStatus.DEAD))
             ]
-            out["unit_left_clinic24"] = (_rows(con, "SELECT count(*) FROM unit_departures") or [(0,)])[0][0]
-            out["last_run"] = _run(_rows(
-                con, "SELECT finished_at, outcome, counts FROM sync_runs ORDER BY finished_at DESC LIMIT 1"))
-            out["last_failure"] = _run(_rows(
-                con, "SELECT finished_at, outcome, counts FROM sync_runs WHERE outcome = 'failed' "
-                "ORDER BY finished_at DESC LIMIT 1"))
+            out["unit_left_clinic24"] = queries.departed_count(con)
+            out["last_run"] = _run(queries.last_run(con))
+            out["last_failure"] = _run(queries.last_run(con, outcome="failed"))
     waiting = sorted(
         (p.name, _landing_state(p, now)) for p in landing_dir.iterdir() if p.is_dir() and p.name not in known
     ) if landing_dir.is_dir() else []
@@ -85,33 +68,27 @@ def collect(state_dir: Path, landing_dir: Path) -> dict:
     return out
 
 
-def _run(rows: list[tuple]) -> dict | None:
-    if not rows:
+def _run(run: RunRow | None) -> dict | None:
+    if run is None:
         return None
-    finished, outcome, counts = rows[0]
-    cause = json.loads(counts or "{}").get("cause")
-    return {"finished_at": finished.isoformat(), "outcome": outcome, "cause": cause}
+    return {"finished_at": run.finished_at.isoformat(), "outcome": run.outcome, "cause": run.cause}
 
 
-def _holds(con: duckdb.DuckDBPyConnection) -> list[dict]:
+def _holds(held: list[HeldKey]) -> list[dict]:
     """Held bookings and tickets by rule and unit, R12 first and once, with their ids.
 
     R12 is reached two ways (a guardian lookup before the push, or Clinic24 refusing the
-    visit on the push); both are one rule here, each booking counted once.
+    visit on the push); both carry rule R12 in the store, so they are one rule here, each
+    booking counted once.
     """
-    rows = _rows(
-        con,
-        "SELECT resource_type, rule, coalesce(unit_hsa_id, '-') AS unit, key, reason FROM holds "
-        "UNION ALL SELECT resource_type, 'R12', coalesce(target_unit, '-'), key, ? FROM outbox "
-        "WHERE status = 'held' AND reason = ?",
-        [R12_HELD, R12_HELD],
-    )
     groups: dict[tuple, dict] = {}
-    for resource_type, rule, unit, key, reason in rows:
-        group = groups.setdefault((rule, unit, resource_type), {
-            "rule": rule, "unit_hsa_id": unit, "resource_type": resource_type, "reasons": set(), "ids": set()})
-        group["ids"].add(key)
-        group["reasons"].add(reason)
+    for h in held:
+        unit = h.unit_hsa_id or "-"
+        group = groups.setdefault((h.rule, unit, str(h.resource_type)), {
+            "rule": h.rule, "unit_hsa_id": unit, "resource_type": str(h.resource_type), "reasons": set(),
+            "ids": set()})
+        group["ids"].add(h.key)
+        group["reasons"].add(h.reason)
     ordered = sorted(groups.values(), key=lambda g: (g["rule"] != "R12", g["rule"], g["unit_hsa_id"]))
     return [
         {**g, "count": len(g["ids"]), "ids": sorted(g["ids"]), "reasons": sorted(g["reasons"])} for g in ordered

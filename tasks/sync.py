@@ -25,7 +25,8 @@ from prefect.cache_policies import NO_CACHE
 from mvg_sync.clinic24.client import Clinic24Client, Clinic24Error, InsecureBaseURL
 from mvg_sync.retention import purge
 from mvg_sync.settings import Settings
-from mvg_sync.sync import cycle, health, store
+from mvg_sync.store import outbox as store
+from mvg_sync.sync import cycle, health
 from mvg_sync.timeutil import utc_now
 
 

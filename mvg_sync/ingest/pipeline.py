@@ -18,7 +18,6 @@ import duckdb
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from mvg_sync import state
 from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.ingest.columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
 from mvg_sync.ingest.faults import interrupt_on_machine_error, is_machine_error
@@ -52,6 +51,7 @@ from mvg_sync.quality.document import save_profile
 from mvg_sync.quality.gate import evaluate
 from mvg_sync.rules.patient_id import mask_patient_ids
 from mvg_sync.store import StoreBusy, StoreTooNew, work_connection
+from mvg_sync.store import drops as state
 from mvg_sync.sync import crashpoints
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 

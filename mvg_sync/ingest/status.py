@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
-from mvg_sync import state, store
+from mvg_sync import store
 from mvg_sync.ingest.manifest import MANIFEST, manifest_being_written
-from mvg_sync.state import STATE_FILE
+from mvg_sync.store import drops as state
+from mvg_sync.store.drops import STATE_FILE
 from mvg_sync.timeutil import utc_now
 
 
@@ -28,47 +28,32 @@ def describe_state(
         landing = _describe_landing(landing_dir, set(), last_drops, now)
         return "\n".join(["ingestion: no drops processed yet", *landing])
     with store.connect(state_dir, read_only=True) as con:
-        drops = con.execute(
-            # newest first by the instant of the extract (extract_id is local time and repeats an
-            # hour at the autumn fall-back); a drop whose manifest was unusable has no
-            # extracted_at and stands at the time it was processed
-            "SELECT extract_id, sequence, outcome, reason, counts FROM drops "
-            "ORDER BY coalesce(extracted_at, processed_at) DESC, sequence DESC NULLS LAST, extract_id DESC LIMIT ?",
-            [last_drops],
-        ).fetchall()
-        totals = con.execute("SELECT outcome, count(*) FROM drops GROUP BY outcome ORDER BY outcome").fetchall()
-        quarantine = con.execute(
-            "SELECT file, rule, reason, count(*) AS n FROM quarantine "
-            "GROUP BY ALL ORDER BY n DESC, file, rule, reason LIMIT 50"
-        ).fetchall()
-        gaps = con.execute(
-            "SELECT after_sequence, before_sequence, missing, detected_at FROM sequence_gaps "
-            "ORDER BY after_sequence"
-        ).fetchall()
-        pointers = con.execute(
-            "SELECT dataset, extract_id, accepted_at FROM snapshot_pointer ORDER BY dataset"
-        ).fetchall()
+        recent = state.recent_drops(con, last_drops)
+        totals = state.drop_totals(con)
+        quarantine = state.quarantine_counts(con, 50)
+        gaps = state.sequence_gaps(con)
+        pointers = state.pointers(con)
         known = state.processed_drop_ids(con) if landing_dir is not None else set()
     lines = _describe_landing(landing_dir, known, last_drops, now)
-    lines.append("Drops: " + (", ".join(f"{o} {n}" for o, n in totals) or "none"))
-    for extract_id, sequence, outcome, reason, counts in drops:
-        parsed = json.loads(counts or "{}")
-        files = parsed.get("files", {})
-        warnings = [*parsed.get("warnings", []), *(w for c in files.values() for w in c.get("warnings", []))]
+    lines.append("Drops: " + (", ".join(f"{o} {n}" for o, n in totals.items()) or "none"))
+    for drop in recent:
+        files = drop.counts.get("files", {})
+        warnings = [*drop.counts.get("warnings", []), *(w for c in files.values() for w in c.get("warnings", []))]
         detail = ", ".join(
             f"{name} {c.get('accepted')}/{c.get('rows_in')} ok, {c.get('quarantined')} quarantined"
             for name, c in files.items()
             if c.get("rows_in") is not None and c.get("accepted") is not None
         )
-        lines.append(f"  {extract_id} seq {sequence}: {outcome}" + (f" - {reason}" if reason else "")
-                     + (f" [{detail}]" if detail else ""))
+        lines.append(f"  {drop.extract_id} seq {drop.sequence}: {drop.outcome}"
+                     + (f" - {drop.reason}" if drop.reason else "") + (f" [{detail}]" if detail else ""))
         lines += [f"    warning: {w}" for w in warnings]
     lines.append("Quarantine (file / rule / reason: rows):" if quarantine else "Quarantine: empty")
-    lines += [f"  {file or '-'} / {rule} / {reason}: {n}" for file, rule, reason, n in quarantine]
+    lines += [f"  {q.file or '-'} / {q.rule} / {q.reason}: {q.rows}" for q in quarantine]
     lines.append("Sequence gaps:" if gaps else "Sequence gaps: none")
-    lines += [f"  {missing} missing between {a} and {b} (seen {at:%Y-%m-%d %H:%M})" for a, b, missing, at in gaps]
+    lines += [f"  {g.missing} missing between {g.after_sequence} and {g.before_sequence} "
+              f"(seen {g.detected_at:%Y-%m-%d %H:%M})" for g in gaps]
     lines.append("Snapshots:" if pointers else "Snapshots: none accepted yet")
-    lines += [f"  {d}: {e}" for d, e, _ in pointers]
+    lines += [f"  {p.dataset}: {p.extract_id}" for p in pointers]
     return "\n".join(lines)
 
 

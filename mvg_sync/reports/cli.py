@@ -62,7 +62,7 @@ def default_period(as_of: datetime, kind: str = "yesterday") -> ReportPeriod:
 
 def load_datasets(state_dir: Path) -> dict[str, pl.DataFrame]:
     """The latest accepted snapshot of every dataset; `MissingInput` names what is absent."""
-    from mvg_sync.state import load_snapshot
+    from mvg_sync.store.drops import load_snapshot
 
     if not (state_dir / "state.duckdb").exists():
         raise MissingInput(f"no state store in {state_dir}: no drop has been ingested yet "

@@ -10,37 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import duckdb
 import polars as pl
 
 from mvg_sync.reports.format import display_patient_id
 from mvg_sync.reports.labels import RESOURCE_TYPE, translate_frame, translate_reason
+from mvg_sync.store.queries import R12
 
 APPOINTMENT = "Appointment"
 SERVICE_REQUEST = "ServiceRequest"
-R12 = "R12"
-
-HELD_SCHEMA: dict[str, pl.DataType] = {
-    "resource_type": pl.String(), "key": pl.String(), "unit_hsa_id": pl.String(),
-    "rule": pl.String(), "reason": pl.String(), "since": pl.Datetime("us", "UTC"),
-}
-
-# The holds table is re-planned every run (store.replace_holds). An outbox entry settled `held`
-# is the other kind: Clinic24 refused the visit itself with `primary-guardian-missing`
-# (sync.cycle.classify holds an entry for that answer only), so its rule is R12 whatever rule
-# planned the change; the outbox `rule` column names the planning rule (R06, R07 …), not the hold.
-_HELD_SQL = """
-WITH outbox_held AS (
-    SELECT resource_type, key, target_unit AS unit_hsa_id, $r12 AS rule,
-           coalesce(reason, '') AS reason, coalesce(settled_at, created_at) AS since
-    FROM outbox WHERE status = 'held'
-    QUALIFY row_number() OVER (PARTITION BY resource_type, key ORDER BY created_at DESC) = 1
-)
-SELECT resource_type, key, unit_hsa_id, rule, reason, since FROM holds
-UNION ALL
-SELECT o.* FROM outbox_held o
-WHERE NOT EXISTS (SELECT 1 FROM holds h WHERE h.resource_type = o.resource_type AND h.key = o.key)
-"""
 
 # Internal names -> Swedish labels, in the order a manager acts on them: rule and reason, the
 # unit, which booking, when, who; the ids last.
@@ -68,15 +45,6 @@ PER_UNIT_LABELS = {
 }
 PATIENT_ID = frozenset({LISTING_LABELS["patient_id"]})
 PATIENT_NAME = frozenset({LISTING_LABELS["patient_name"]})
-
-
-def held_entries(con: duckdb.DuckDBPyConnection, present: set[str]) -> pl.DataFrame:
-    """Every held booking and basis now: one row per (resource_type, key), `HELD_SCHEMA`."""
-    if not {"holds", "outbox"} <= present:
-        return pl.DataFrame(schema=HELD_SCHEMA)
-    frame = con.sql(_HELD_SQL, params={"r12": R12}).pl()
-    assert isinstance(frame, pl.DataFrame)
-    return frame.select([pl.col(c).cast(t) for c, t in HELD_SCHEMA.items()])
 
 
 def _without_own_rule(frame: pl.DataFrame) -> pl.DataFrame:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import polars as pl
 
-# Outbox entry statuses (mvg_sync/sync/store.py).
+# Outbox entry statuses (mvg_sync/store/types.py: OutboxStatus).
 OUTBOX_STATUS = {
     "pending": "Väntar",
     "done": "Klar",

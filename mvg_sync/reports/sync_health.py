@@ -2,7 +2,7 @@
 
 Aggregates, plus the held bookings listed per unit and rule (R12 first). Built with the
 snapshots, that list names the patients and the files are owner-only (0600); without them it
-shows ids only and the files are shared (0644). Every query binds its values as parameters.
+shows ids only and the files are shared (0644). The queries are the store's (store.queries).
 Periods are half-open UTC intervals [start, end).
 """
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from mvg_sync import store
@@ -28,85 +27,13 @@ from mvg_sync.reports.labels import (
     translate_reason,
 )
 from mvg_sync.reports.model import Chart, Report, View
-from mvg_sync.state import STATE_FILE
+from mvg_sync.store import queries
+from mvg_sync.store.drops import STATE_FILE
 from mvg_sync.store.queries import R11_TARGET_S, r11_latency
+from mvg_sync.store.types import Connection
 from mvg_sync.timeutil import STOCKHOLM
 
 CSV_COLUMNS = ("section", "key", "measure", "value")
-
-_DROPS_SQL = """
-SELECT outcome, count(*)::BIGINT AS drops
-FROM drops WHERE processed_at >= $start AND processed_at < $end
-GROUP BY outcome ORDER BY outcome
-"""
-_GAPS_SQL = """
-SELECT after_sequence, before_sequence, missing, detected_at
-FROM sequence_gaps WHERE detected_at >= $start AND detected_at < $end
-ORDER BY detected_at, after_sequence
-"""
-_CHANGES_SQL = """
-SELECT resource_type, change_kind, status, count(*)::BIGINT AS changes
-FROM outbox WHERE created_at >= $start AND created_at < $end
-GROUP BY ALL ORDER BY ALL
-"""
-_LATENCY_DAILY_SQL = """
-SELECT CAST(timezone($tz, settled_at) AS DATE) AS day, count(*)::BIGINT AS accepted,
-       quantile_cont(epoch(settled_at) - epoch(extracted_at), 0.95) AS p95_s
-FROM outbox
-WHERE status = 'done' AND last_outcome = 'accepted' AND extracted_at IS NOT NULL
-  AND settled_at >= $start AND settled_at < $end AND settled_at >= extracted_at
-GROUP BY day ORDER BY day
-"""
-_QUARANTINE_SQL = """
-SELECT coalesce(file, '(hela leveransen)') AS file, rule, reason, count(*)::BIGINT AS rows_quarantined,
-       count(DISTINCT extract_id)::BIGINT AS drops
-FROM quarantine WHERE quarantined_at >= $start AND quarantined_at < $end
-GROUP BY ALL ORDER BY rows_quarantined DESC, file, rule, reason
-"""
-_HOLDS_SQL = """
-SELECT resource_type, rule, reason, count(*)::BIGINT AS held, min(since) AS oldest_since
-FROM holds GROUP BY resource_type, rule, reason
-ORDER BY rule <> 'R12', held DESC, resource_type, rule, reason
-"""
-_DEAD_SQL = """
-SELECT resource_type, change_kind, coalesce(reason, '') AS reason, count(*)::BIGINT AS dead
-FROM outbox WHERE status = 'dead' GROUP BY ALL ORDER BY dead DESC, resource_type, change_kind, reason
-"""
-_DEPARTURES_SQL = """
-SELECT unit_hsa_id, count(*)::BIGINT AS bookings, min(noted_at) AS noted_at
-FROM unit_departures GROUP BY unit_hsa_id ORDER BY bookings DESC, unit_hsa_id
-"""
-_APPROVALS_SQL = """
-SELECT extract_id, cancels, live, reason, held_at FROM approvals WHERE status = 'held' ORDER BY extract_id
-"""
-
-# Tables each query needs; a state store without the sync's tables (no sync yet) reads as empty.
-_QUERIES: dict[str, tuple[str, tuple[str, ...], dict[str, pl.DataType]]] = {
-    "drops": (_DROPS_SQL, ("drops",), {"outcome": pl.String(), "drops": pl.Int64()}),
-    "gaps": (_GAPS_SQL, ("sequence_gaps",), {
-        "after_sequence": pl.Int64(), "before_sequence": pl.Int64(), "missing": pl.Int64(),
-        "detected_at": pl.Datetime("us", "UTC")}),
-    "changes": (_CHANGES_SQL, ("outbox",), {
-        "resource_type": pl.String(), "change_kind": pl.String(), "status": pl.String(),
-        "changes": pl.Int64()}),
-    "latency_daily": (_LATENCY_DAILY_SQL, ("outbox",), {
-        "day": pl.Date(), "accepted": pl.Int64(), "p95_s": pl.Float64()}),
-    "quarantine": (_QUARANTINE_SQL, ("quarantine",), {
-        "file": pl.String(), "rule": pl.String(), "reason": pl.String(),
-        "rows_quarantined": pl.Int64(), "drops": pl.Int64()}),
-    "holds": (_HOLDS_SQL, ("holds",), {
-        "resource_type": pl.String(), "rule": pl.String(), "reason": pl.String(),
-        "held": pl.Int64(), "oldest_since": pl.Datetime("us", "UTC")}),
-    "dead_letters": (_DEAD_SQL, ("outbox",), {
-        "resource_type": pl.String(), "change_kind": pl.String(), "reason": pl.String(),
-        "dead": pl.Int64()}),
-    "unit_departures": (_DEPARTURES_SQL, ("unit_departures",), {
-        "unit_hsa_id": pl.String(), "bookings": pl.Int64(), "noted_at": pl.Datetime("us", "UTC")}),
-    "awaiting_approval": (_APPROVALS_SQL, ("approvals",), {
-        "extract_id": pl.String(), "cancels": pl.Int64(), "live": pl.Int64(),
-        "reason": pl.String(), "held_at": pl.Datetime("us", "UTC")}),
-}
-
 
 @dataclass(frozen=True)
 class SyncHealth:
@@ -130,7 +57,7 @@ def local_day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime
     return start, end
 
 
-def open_state_readonly(state_dir: Path, *, attempts: int | None = None) -> duckdb.DuckDBPyConnection:
+def open_state_readonly(state_dir: Path, *, attempts: int | None = None) -> Connection:
     """A read-only connection (use it with `with`); waits a bounded time while a sync writes.
 
     `attempts` is kept for callers of the earlier signature; the wait is the store's own
@@ -142,32 +69,14 @@ def open_state_readonly(state_dir: Path, *, attempts: int | None = None) -> duck
     return store.connect(state_dir, read_only=True)
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
-
-
-def _query(con, sql: str, params: dict, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    frame = con.sql(sql, params=params).pl()
-    assert isinstance(frame, pl.DataFrame)
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
-
-
-def sync_health(con: duckdb.DuckDBPyConnection, *, start: datetime, end: datetime) -> SyncHealth:
+def sync_health(con: Connection, *, start: datetime, end: datetime) -> SyncHealth:
     """Report 4's figures for the period [start, end) (holds, dead letters, departures and
     approvals are the current state, not the period's)."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("period bounds must be timezone-aware")
-    present = _tables(con)
-    bounds = {"start": start, "end": end}
-    frames: dict[str, pl.DataFrame] = {}
-    for name, (sql, needs, schema) in _QUERIES.items():
-        if not set(needs) <= present:
-            frames[name] = pl.DataFrame(schema=schema)
-            continue
-        params = {k: v for k, v in {**bounds, "tz": STOCKHOLM.key}.items() if f"${k}" in sql}
-        frames[name] = _query(con, sql, params, schema)
-    frames["held"] = held_rows.held_entries(con, present)
+    present = queries.tables(con)
+    frames = queries.health_frames(con, start=start, end=end, tz=STOCKHOLM.key, present=present)
+    frames["held"] = queries.held_entries(con, present)
     latency: dict[str, float | int | None] = {
         "accepted": 0, "p50_s": None, "p95_s": None, "max_s": None, "share_under_5_min": None,
         "clock_skewed": 0}

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 
-import duckdb
 import polars as pl
 
 from mvg_sync.reports.labels import TICKET_STATUS, translate_frame, translate_reason
 from mvg_sync.reports.model import Chart, Report, View
 from mvg_sync.rules.ticket_report import TicketReport, ticket_report
 from mvg_sync.rules.tickets import plan_tickets
+from mvg_sync.store import queries
+from mvg_sync.store.types import Connection
 
 SERVICE_REQUEST = "ServiceRequest"
 STATUS_SV = TICKET_STATUS
@@ -39,39 +40,9 @@ SUMMARY_LABELS = {
     "unit_hsa_id": "EnhetHSAID",
 }
 
-_RECORD_SQL = (
-    "SELECT key AS basis_id, status, accepted_at FROM clinic24_record WHERE resource_type = $rt"
-)
-# The record is overwritten when a ticket ends; the accepted issue in the outbox keeps its time.
-_ISSUES_SQL = (
-    "SELECT key AS basis_id, min(settled_at) AS issued_at FROM outbox "
-    "WHERE resource_type = $rt AND change_kind = 'issue' AND status = 'done' "
-    "AND last_outcome = 'accepted' GROUP BY key"
-)
-_LOCATIONS_SQL = "SELECT unit_hsa_id FROM locations ORDER BY 1"
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
-
-
-def ticket_state(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+def ticket_state(con: Connection) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """(ticket record, issue acceptances, Clinic24's cached unit list) from the state store."""
-    present = _tables(con)
-    record = pl.DataFrame(schema={"basis_id": pl.String, "status": pl.String,
-                                  "accepted_at": pl.Datetime("us", "UTC")})
-    issues = pl.DataFrame(schema={"basis_id": pl.String, "issued_at": pl.Datetime("us", "UTC")})
-    locations: list[str] = []
-    if "clinic24_record" in present:
-        record = con.sql(_RECORD_SQL, params={"rt": SERVICE_REQUEST}).pl().cast(
-            record.schema)  # type: ignore[union-attr]
-    if "outbox" in present:
-        issues = con.sql(_ISSUES_SQL, params={"rt": SERVICE_REQUEST}).pl().cast(
-            issues.schema)  # type: ignore[union-attr]
-    if "locations" in present:
-        locations = [r[0] for r in con.execute(_LOCATIONS_SQL).fetchall()]
-    return record, issues, locations  # type: ignore[return-value]
+    return queries.ticket_state(con)
 
 
 def compute_ticket_report(

@@ -5,7 +5,8 @@ the same steps. Version 1 is the schema of release d2a810e (both `state.py`'s an
 `sync/store.py`'s tables, created with IF NOT EXISTS, so a store of that release — which has
 no `schema_version` table — is version 0 here and passes through step 1 unchanged, while a
 store that only ever ingested gains the sync's tables). Version 2 makes the paths kept in
-the store relative to the state folder (a state folder restored elsewhere works).
+the store relative to the state folder (a state folder restored elsewhere works). Version 3
+records R12 in `outbox.rule` of the entries held on the push (their reason said it already).
 """
 
 from __future__ import annotations
@@ -157,8 +158,15 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("UPDATE snapshot_pointer SET path = ? WHERE dataset = ?", [relative, dataset])
 
 
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    # An entry Clinic24 refused for a missing primary guardian was settled `held` with the
+    # planning rule (R06 …) left in `rule` and R12 only in its reason text; from version 3 the
+    # rule column says R12 (store.outbox.settle), so readers match the rule, not the text.
+    con.execute("UPDATE outbox SET rule = 'R12' WHERE status = 'held' AND reason LIKE 'R12%'")
+
+
 # version -> step; each runs in the transaction that records its version
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1, 2: _v2}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1, 2: _v2, 3: _v3}
 CURRENT = max(MIGRATIONS)
 
 

@@ -26,9 +26,10 @@ from mvg_sync import interrupts
 from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import PayloadError, build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
-from mvg_sync.state import connect, load_snapshot, pointer_extract_id, quarantined_keys
 from mvg_sync.store import lease
-from mvg_sync.sync import accepted, crashpoints, store
+from mvg_sync.store import outbox as store
+from mvg_sync.store.drops import connect, load_snapshot, pointer_extract_id, quarantined_keys
+from mvg_sync.sync import accepted, crashpoints
 from mvg_sync.timeutil import STOCKHOLM
 
 log = logging.getLogger(__name__)

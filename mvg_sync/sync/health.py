@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import duckdb
-
+from mvg_sync.store import queries
 from mvg_sync.store.queries import r11_latency
+from mvg_sync.store.types import OPEN_STATUSES, Connection, DropOutcome
 
 
 def ingest_summary(report) -> dict:
@@ -22,14 +22,14 @@ def ingest_summary(report) -> dict:
         outcomes[drop.outcome] = outcomes.get(drop.outcome, 0) + 1
         for f in drop.files:
             rows["rows_in"] += f.rows_in or 0
-            if drop.outcome == "accepted":
+            if drop.outcome == DropOutcome.ACCEPTED:
                 rows["accepted"] += f.accepted or 0
                 rows["quarantined"] += f.quarantined or 0
     return {"drops": len(report.drops), **{f"drops_{k}": v for k, v in outcomes.items()},
             "gaps": len(report.gaps), **rows}
 
 
-def latency_since(con: duckdb.DuckDBPyConnection, since: datetime) -> dict:
+def latency_since(con: Connection, since: datetime) -> dict:
     """R11: seconds from a drop's `extracted_at` to Clinic24's acceptance, for changes accepted since `since`.
 
     An acceptance stamped before its extract (clock skew between Cosmic and this host, or a
@@ -39,28 +39,20 @@ def latency_since(con: duckdb.DuckDBPyConnection, since: datetime) -> dict:
     return {k: latency[k] for k in ("accepted", "clock_skewed", "p50_s", "p95_s", "max_s")}
 
 
-def open_items(con: duckdb.DuckDBPyConnection) -> dict:
+def open_items(con: Connection) -> dict:
     """Counts of what is not accepted yet, by state and reason (no patient data)."""
-    outbox = con.execute(
-        "SELECT status, resource_type, coalesce(reason, ''), count(*) FROM outbox "
-        "WHERE status IN ('pending', 'held', 'dead') GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-    holds = con.execute(
-        "SELECT resource_type, rule, reason, count(*) FROM holds GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-    approvals = con.execute(
-        "SELECT extract_id, cancels, live, reason FROM approvals WHERE status = 'held' ORDER BY 1"
-    ).fetchall()
-    departed = con.execute("SELECT count(*) FROM unit_departures").fetchone()[0]
     return {
         "outbox": [
-            {"status": s, "resource_type": r, "reason": why, "count": n} for s, r, why, n in outbox
+            {"status": str(o.status), "resource_type": str(o.resource_type), "reason": o.reason, "count": o.count}
+            for o in queries.outbox_counts(con, OPEN_STATUSES)
         ],
-        "holds": [{"resource_type": r, "rule": rule, "reason": why, "count": n} for r, rule, why, n in holds],
+        "holds": [{"resource_type": str(h.resource_type), "rule": h.rule, "reason": h.reason, "count": h.count}
+                  for h in queries.hold_counts(con)],
         "awaiting_approval": [
-            {"extract_id": e, "cancels": c, "live": live, "reason": why} for e, c, live, why in approvals
+            {"extract_id": a.extract_id, "cancels": a.cancels, "live": a.live, "reason": a.reason}
+            for a in queries.awaiting_approval(con)
         ],
-        "unit_left_clinic24": departed,
+        "unit_left_clinic24": queries.departed_count(con),
     }
 
 

@@ -14,9 +14,11 @@ from datetime import datetime
 
 import polars as pl
 
+from mvg_sync import store
 from mvg_sync.clinic24.client import Clinic24Client
 from mvg_sync.settings import Settings
-from mvg_sync.store import transaction
+from mvg_sync.store import outbox
+from mvg_sync.store.types import ResourceType
 from mvg_sync.sync import cycle
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
@@ -82,9 +84,7 @@ def compare(record: pl.DataFrame, seen: pl.DataFrame) -> Drift:
 def run_reconcile(settings: Settings) -> Drift:
     """Read Clinic24 per unit over the record's date range, compare, and correct the record."""
     with cycle.open_state(settings.state_dir) as con:
-        record = con.sql(
-            "SELECT key, status, start_at, unit_hsa_id FROM clinic24_record WHERE resource_type = 'Appointment'"
-        ).pl()
+        record = outbox.load_record(con, ResourceType.APPOINTMENT).select("key", "status", "start_at", "unit_hsa_id")
     if record.height == 0:
         return Drift()
     first = record.get_column("start_at").min().astimezone(STOCKHOLM).date()
@@ -106,22 +106,7 @@ def run_reconcile(settings: Settings) -> Drift:
 
 def _correct_record(settings: Settings, record: pl.DataFrame, seen: pl.DataFrame, drift: Drift) -> None:
     """Make the record say what Clinic24 holds, with no content hash, so the next plan repairs it."""
-    now = utc_now()
-    with transaction(settings.state_dir) as con:
-        if drift.missing_in_clinic24:
-            con.execute(
-                "DELETE FROM clinic24_record WHERE resource_type = 'Appointment' AND key IN (SELECT unnest(?))",
-                [drift.missing_in_clinic24],
-            )
-        touched = drift.unknown_to_record + drift.status_differs + drift.start_differs
-        if touched:
-            fix = seen.filter(pl.col("key").is_in(touched))
-            con.register("seen_fix", fix)
-            con.execute(
-                "INSERT INTO clinic24_record SELECT 'Appointment', key, seen_status, seen_start_at, seen_unit, "
-                "NULL, NULL, NULL, ? FROM seen_fix ON CONFLICT (resource_type, key) DO UPDATE SET "
-                "status = excluded.status, start_at = excluded.start_at, unit_hsa_id = excluded.unit_hsa_id, "
-                "content_hash = NULL, accepted_at = excluded.accepted_at",
-                [now],
-            )
-            con.unregister("seen_fix")
+    touched = drift.unknown_to_record + drift.status_differs + drift.start_differs
+    with store.connect(settings.state_dir) as con:
+        outbox.correct_record(
+            con, missing=drift.missing_in_clinic24, seen=seen.filter(pl.col("key").is_in(touched)), now=utc_now())

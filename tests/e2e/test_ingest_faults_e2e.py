@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from mvg_sync.generator import next_region
-from mvg_sync.state import load_snapshot
+from mvg_sync.store.drops import load_snapshot
 from mvg_sync.timeutil import utc_now
 from tests.e2e.sync_world import AS_OF, prefect_env
 

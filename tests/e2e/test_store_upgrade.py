@@ -7,8 +7,8 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from mvg_sync import state
 from mvg_sync.generator import next_region
+from mvg_sync.store import drops as state
 from mvg_sync.store import migrations
 from tests.e2e.sync_world import World, prefect_env
 from tests.fixtures.store_v1.make import COUNTS, LAST_AS_OF, chain

@@ -143,7 +143,8 @@ def _paused_with_form(world, held_drop: str, as_of, name: str = "booking-sync"):
 
 
 def _approval_status(world, extract_id: str) -> str | None:
-    from mvg_sync.sync import cycle, store
+    from mvg_sync.store import outbox as store
+    from mvg_sync.sync import cycle
 
     con = cycle.open_state(world.state)
     try:

@@ -11,7 +11,7 @@ from prefect.client.orchestration import get_client
 
 from mvg_sync.generator import generate_region, next_region, write_drop
 from mvg_sync.ingest import describe_state
-from mvg_sync.state import load_snapshot
+from mvg_sync.store.drops import load_snapshot
 from tasks.ingest import ARTIFACT_KEY, ingest_drops
 
 AS_OF = datetime(2026, 11, 26, 7, 5, tzinfo=UTC)

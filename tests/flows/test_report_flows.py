@@ -14,7 +14,7 @@ from flows.control_reports import control_reports
 from flows.hsl_coverage import hsl_coverage
 from mvg_sync.generator import generate_region, write_drop
 from mvg_sync.ingest import ingest_pending
-from mvg_sync.state import load_snapshot
+from mvg_sync.store.drops import load_snapshot
 from mvg_sync.timeutil import STOCKHOLM
 
 AS_OF = datetime(2026, 11, 26, 8, 5, tzinfo=STOCKHOLM)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mvg_sync import state
 from mvg_sync.ingest.status import describe_state
+from mvg_sync.store import drops as state
 
 PROCESSED_AT = datetime(2026, 11, 26, 8, 6, tzinfo=UTC)
 

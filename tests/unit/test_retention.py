@@ -7,9 +7,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from mvg_sync import state
 from mvg_sync.retention import purge
-from mvg_sync.sync import store
+from mvg_sync.store import drops as state
+from mvg_sync.store import outbox as store
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

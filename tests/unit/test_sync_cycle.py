@@ -8,7 +8,8 @@ from polars.testing import assert_frame_equal
 
 from mvg_sync.clinic24.client import EntryOutcome
 from mvg_sync.rules.tickets import CHANGES_SCHEMA, REJECTED_SCHEMA, ticket_content_hash
-from mvg_sync.sync import cycle, store
+from mvg_sync.store import outbox as store
+from mvg_sync.sync import cycle
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 UNIT = "SE2321000198-E1023"

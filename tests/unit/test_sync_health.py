@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from mvg_sync.sync import health, store
+from mvg_sync.store import outbox as store
+from mvg_sync.sync import health
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 

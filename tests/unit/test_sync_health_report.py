@@ -18,21 +18,21 @@ from mvg_sync.reports.sync_health import (
     open_state_readonly,
     sync_health,
 )
-from mvg_sync.state import connect
-from mvg_sync.sync.store import ensure_schema
+from mvg_sync.store.drops import connect
+from mvg_sync.store.outbox import ensure_schema
 
 DAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 OUT_OF_PERIOD = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def _outbox(con, change_id, kind, status, *, extracted, settled, outcome="accepted", reason=None,
-            created=DAY, resource="Appointment", unit=None):
+            created=DAY, resource="Appointment", unit=None, rule="R06"):
     con.execute(
         "INSERT INTO outbox (change_id, plan_id, resource_type, key, change_kind, rule, content_hash, "
         "source_sequence, payload, target_status, target_unit, status, reason, attempts, last_outcome, "
         "extracted_at, created_at, settled_at) "
-        "VALUES (?, 'p', ?, ?, ?, 'R06', 'h', 1, '{}', 'booked', ?, ?, ?, 1, ?, ?, ?, ?)",
-        [change_id, resource, change_id, kind, unit, status, reason, outcome, extracted, created, settled],
+        "VALUES (?, 'p', ?, ?, ?, ?, 'h', 1, '{}', 'booked', ?, ?, ?, 1, ?, ?, ?, ?)",
+        [change_id, resource, change_id, kind, rule, unit, status, reason, outcome, extracted, created, settled],
     )
 
 
@@ -63,9 +63,9 @@ def state(tmp_path):
     con.execute("INSERT INTO holds VALUES ('ServiceRequest', 'U1', 'SE1', 'R18', ?, ?)",
                 ["R18: contact type 'Mottagningsbesök' contradicts digital care service "
                  "(expected 'Distansbesök - video')", DAY])
-    # Clinic24 refused a visit itself (422 primary-guardian-missing): settled held, R12
+    # Clinic24 refused a visit itself (422 primary-guardian-missing): settled held under rule R12
     _outbox(con, "K3", "create", "held", extracted=DAY, settled=DAY, outcome="rejected",
-            reason="R12 needs-primary-guardian", unit="SE2")
+            reason="R12 needs-primary-guardian", unit="SE2", rule="R12")
     _outbox(con, "K4", "update", "superseded", extracted=DAY, settled=DAY,
             reason="superseded by plan p2")
     con.execute("INSERT INTO unit_departures VALUES ('K9', 'SE9', ?)", [DAY])

@@ -6,7 +6,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from mvg_sync.sync import cycle, store
+from mvg_sync.store import outbox as store
+from mvg_sync.sync import cycle
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mvg_sync import state
 from mvg_sync.ingest import wait_for_drop
+from mvg_sync.store import drops as state
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""The ingest side of the DuckDB state store: drops, quarantine, gaps, snapshot pointers (schema: mvg_sync.store)."""
+"""The ingest side of the state store: drops, quarantine, gaps, snapshot pointers (schema: store.migrations)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from mvg_sync import store
 from mvg_sync.store import STATE_FILE, resolve_path, stored_path
+from mvg_sync.store.types import Connection, DropOutcome, DropRow, Gap, Pointer, QuarantineCount
+
+ACCEPTED, REJECTED = DropOutcome.ACCEPTED, DropOutcome.REJECTED
 
 SNAPSHOTS = "snapshots"
 
 
 def connect(
     state_dir: Path, *, memory_limit: str = "2GB", read_only: bool = False, wait_s: float | None = None
-) -> duckdb.DuckDBPyConnection:
-    """The state store (created and upgraded when needed): `with state.connect(d) as con:`.
+) -> Connection:
+    """The state store (created and upgraded when needed): `with drops.connect(d) as con:`.
 
     The one opener is `mvg_sync.store.connect` (bounded waits across processes, migrations);
     this name stays for the callers that import it from here.
@@ -32,42 +34,91 @@ def snapshot_path(state_dir: Path, extract_id: str, dataset: str) -> Path:
     return state_dir / SNAPSHOTS / extract_id / f"{dataset}.parquet"
 
 
-def processed_drop_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
+def processed_drop_ids(con: Connection) -> set[str]:
     """Every drop folder name with a recorded outcome: discovery skips these."""
     return {str(r[0]) for r in con.execute("SELECT extract_id FROM drops").fetchall()}
 
 
-def drop_outcome(con: duckdb.DuckDBPyConnection, extract_id: str) -> str | None:
+def drop_outcome(con: Connection, extract_id: str) -> DropOutcome | None:
     """The recorded outcome of a drop, or None if it was never processed."""
     row = con.execute("SELECT outcome FROM drops WHERE extract_id = ?", [extract_id]).fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else DropOutcome(row[0])
 
 
-def latest_accepted(con: duckdb.DuckDBPyConnection) -> tuple[str, int, datetime] | None:
+def processed_at(con: Connection) -> dict[str, datetime]:
+    """extract_id -> when it was processed, for every drop with a recorded outcome (retention ages them)."""
+    return {str(e): p for e, p in con.execute("SELECT extract_id, processed_at FROM drops").fetchall()}
+
+
+def drop_totals(con: Connection) -> dict[DropOutcome, int]:
+    """Drops by outcome, all time."""
+    rows = con.execute("SELECT outcome, count(*) FROM drops GROUP BY outcome ORDER BY outcome").fetchall()
+    return {DropOutcome(o): int(n) for o, n in rows}
+
+
+def recent_drops(con: Connection, limit: int) -> list[DropRow]:
+    """The newest drops, newest first by the instant of the extract (extract_id is local time
+    and repeats an hour at the autumn fall-back); a drop whose manifest was unusable has no
+    extracted_at and stands at the time it was processed."""
+    rows = con.execute(
+        "SELECT extract_id, sequence, outcome, reason, counts FROM drops "
+        "ORDER BY coalesce(extracted_at, processed_at) DESC, sequence DESC NULLS LAST, extract_id DESC LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [DropRow.of(*row) for row in rows]
+
+
+def quarantine_counts(con: Connection, limit: int) -> list[QuarantineCount]:
+    """Quarantined rows by file, rule and reason, most first."""
+    rows = con.execute(
+        "SELECT file, rule, reason, count(*) AS n FROM quarantine GROUP BY file, rule, reason "
+        "ORDER BY n DESC, file, rule, reason LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [QuarantineCount(f, r, why, int(n)) for f, r, why, n in rows]
+
+
+def sequence_gaps(con: Connection) -> list[Gap]:
+    rows = con.execute(
+        "SELECT after_sequence, before_sequence, missing, detected_at FROM sequence_gaps ORDER BY after_sequence"
+    ).fetchall()
+    return [Gap(*row) for row in rows]
+
+
+def pointers(con: Connection) -> list[Pointer]:
+    """The current snapshot of each dataset, by dataset name."""
+    rows = con.execute(
+        "SELECT dataset, extract_id, path, accepted_at FROM snapshot_pointer ORDER BY dataset"
+    ).fetchall()
+    return [Pointer(*row) for row in rows]
+
+
+def latest_accepted(con: Connection) -> tuple[str, int, datetime] | None:
     """(extract_id, sequence, extracted_at) of the newest accepted drop.
 
     Newest by Cosmic's own counter, then the instant of the extract; never by extract_id: it is
     local time, and after the autumn fall-back a newer drop's id sorts before an older one's.
     """
     row = con.execute(
-        "SELECT extract_id, sequence, extracted_at FROM drops WHERE outcome = 'accepted' "
-        "ORDER BY sequence DESC, extracted_at DESC LIMIT 1"
+        "SELECT extract_id, sequence, extracted_at FROM drops WHERE outcome = ? "
+        "ORDER BY sequence DESC, extracted_at DESC LIMIT 1",
+        [ACCEPTED],
     ).fetchone()
     return None if row is None else (str(row[0]), int(row[1]), row[2])
 
 
-def latest_sequence(con: duckdb.DuckDBPyConnection) -> int | None:
+def latest_sequence(con: Connection) -> int | None:
     """Highest sequence of any drop that passed the manifest (accepted or rejected on content)."""
     row = con.execute(
-        "SELECT max(sequence) FROM drops WHERE outcome IN ('accepted', 'rejected') AND sequence IS NOT NULL"
+        "SELECT max(sequence) FROM drops WHERE outcome IN (?, ?) AND sequence IS NOT NULL", [ACCEPTED, REJECTED]
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
-def previous_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def previous_counts(con: Connection) -> dict[str, int]:
     """Rows in per file of the newest accepted drop (by sequence, as latest_accepted) that held that file."""
     rows = con.execute(
-        "SELECT counts FROM drops WHERE outcome = 'accepted' ORDER BY sequence DESC, extracted_at DESC LIMIT 20"
+        "SELECT counts FROM drops WHERE outcome = ? ORDER BY sequence DESC, extracted_at DESC LIMIT 20", [ACCEPTED]
     ).fetchall()
     seen: dict[str, int] = {}
     for (counts,) in rows:
@@ -78,13 +129,13 @@ def previous_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def record_drop(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     *,
     extract_id: str,
     sequence: int | None,
     extracted_at: datetime | None,
     window: tuple[object, object] | None,
-    outcome: str,
+    outcome: DropOutcome | str,
     reason: str | None,
     processed_at: datetime,
     counts: dict[str, object],
@@ -101,7 +152,7 @@ def record_drop(
     with store.transaction(con):
         con.execute(
             "INSERT INTO drops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [extract_id, sequence, extracted_at, window_from, window_to, outcome, reason,
+            [extract_id, sequence, extracted_at, window_from, window_to, DropOutcome(outcome), reason,
              processed_at, json.dumps(counts)],
         )
         if quarantine is not None and quarantine.height:
@@ -117,8 +168,10 @@ def record_drop(
                 pl.lit(processed_at).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"),
             )
             con.register("_quarantine_rows", rows.to_arrow())
-            con.execute("INSERT INTO quarantine SELECT * FROM _quarantine_rows")
-            con.unregister("_quarantine_rows")
+            try:
+                con.execute("INSERT INTO quarantine SELECT * FROM _quarantine_rows")
+            finally:
+                con.unregister("_quarantine_rows")
         if gap is not None:
             after, before = gap
             con.execute(
@@ -128,24 +181,25 @@ def record_drop(
         for dataset, path in (snapshots or {}).items():
             # kept relative to the state folder, so a restored or moved folder still works
             con.execute(
-                "INSERT OR REPLACE INTO snapshot_pointer VALUES (?, ?, ?, ?)",
+                "INSERT INTO snapshot_pointer VALUES (?, ?, ?, ?) ON CONFLICT (dataset) DO UPDATE SET "
+                "extract_id = excluded.extract_id, path = excluded.path, accepted_at = excluded.accepted_at",
                 [dataset, extract_id, stored_path(str(path)), processed_at],
             )
 
 
-def snapshot_pointers(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+def snapshot_pointers(con: Connection) -> dict[str, tuple[str, str]]:
     """dataset -> (extract_id, path as stored: relative to the state folder) of the latest accepted snapshot."""
     rows = con.execute("SELECT dataset, extract_id, path FROM snapshot_pointer").fetchall()
     return {str(d): (str(e), str(p)) for d, e, p in rows}
 
 
-def pointer_extract_id(con: duckdb.DuckDBPyConnection, dataset: str) -> str | None:
+def pointer_extract_id(con: Connection, dataset: str) -> str | None:
     """The drop whose snapshot of `dataset` is current (optional files keep the last one seen)."""
     row = con.execute("SELECT extract_id FROM snapshot_pointer WHERE dataset = ?", [dataset]).fetchall()
     return row[0][0] if row else None
 
 
-def quarantined_keys(con: duckdb.DuckDBPyConnection, extract_id: str, file: str) -> list[str]:
+def quarantined_keys(con: Connection, extract_id: str, file: str) -> list[str]:
     """Ids of the rows of one file that a drop quarantined: they exist in Cosmic but are unusable."""
     return [
         r[0]
