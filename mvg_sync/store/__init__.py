@@ -1,11 +1,34 @@
-"""The state store's one way in: every connection, across processes, with bounded waits and migrations.
+"""The state store: its one way in (every connection, across processes, bounded waits, migrations) and its queries.
+
+The package owns the whole schema and every query on it (issue 13.1): `drops` (ingest:
+drops, quarantine, gaps, snapshot pointers), `outbox` (the sync: outbox, Clinic24 record,
+holds, approvals, locations, runs), `queries` (the reads `status`, the run summary and the
+reports share), `maintenance` (retention), `migrations` (the versioned schema), `types` (the
+vocabulary as StrEnums, the typed rows, and `Connection`, the protocol a backend fits). No
+module outside runs SQL on the store (tests/unit/test_store_owns_sql.py).
+
+Portable SQL — every query here runs unchanged on DuckDB and on PostgreSQL 15:
+- placeholders `?` (a list) or `$name` (a dict), never `$1`; statuses, kinds and types are
+  bound from `store.types`, not written as literals;
+- upserts as `INSERT … ON CONFLICT (…) DO UPDATE SET … = excluded.… | DO NOTHING`, never
+  `INSERT OR REPLACE`;
+- `extract(epoch FROM x)`, not `epoch(x)`; `percentile_cont(p) WITHIN GROUP (ORDER BY x)`, not
+  `quantile_cont`; `count(*) FILTER (WHERE …)`; window functions in a subquery, never QUALIFY;
+  explicit GROUP BY / ORDER BY columns, never `BY ALL`; `information_schema` with
+  `current_schema()`; `timezone(zone, ts)`;
+- no list parameters, `unnest`, list or DuckDB JSON functions: a set of keys is a frame,
+  `con.register(name, frame)` … `con.unregister(name)` (in `finally`), joined or tested with
+  EXISTS; `->>` on a JSON column is fine;
+- an UPDATE/DELETE's `.fetchone()[0]` is the count of rows it changed (DuckDB's answer; the
+  PostgreSQL adapter gives the same);
+- two statements stay backend-specific and are named as such: `maintenance.reclaim_space`
+  (CHECKPOINT) and this module's opener (`SET`, `duckdb_databases()`).
 
 Why DuckDB with short-held connections (measured on this 2-core machine, see docs/design.md
 "State store: concurrency"): DuckDB admits one writing process per file and has no busy
 timeout — a second process fails at once with `Could not set lock on file`. SQLite in WAL
-mode would let readers in during a write, but every query of the sync, the reports and the
-benches is DuckDB SQL over Polars/Arrow frames (QUALIFY, unnest, registered frames,
-quantile_cont); moving them is issue 13 item 3's work, not a locking fix. So the rules are:
+mode would let readers in during a write, but the snapshots and plans are DuckDB over
+Polars/Arrow frames, and a second backend is PostgreSQL (issue 15). So the rules are:
 
 - every open goes through `connect` (or `lease`, `transaction`), used with `with`;
 - a lock conflict is not an error: the opener retries with a short back-off for a bounded
@@ -37,9 +60,10 @@ from mvg_sync.store.migrations import (
     upgrade,
     version,
 )
+from mvg_sync.store.types import Connection
 
 __all__ = [
-    "CURRENT", "NoStore", "STATE_FILE", "StoreBusy", "StoreTooNew", "Lease", "connect", "lease",
+    "CURRENT", "Connection", "NoStore", "STATE_FILE", "StoreBusy", "StoreTooNew", "Lease", "connect", "lease",
     "resolve_path", "stored_path", "transaction", "work_connection",
 ]
 
@@ -184,7 +208,7 @@ def _is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 @contextmanager
-def transaction(target: Path | duckdb.DuckDBPyConnection, **open_args) -> Iterator[duckdb.DuckDBPyConnection]:
+def transaction(target: Path | Connection, **open_args) -> Iterator[Connection]:
     """`with transaction(state_dir) as con:` (opens the store) or `with transaction(con):` —
     COMMIT when the block ends, ROLLBACK (and re-raise) when it raises. Inside another
     transaction it joins that one (the outer block commits or rolls back)."""
@@ -200,7 +224,7 @@ def transaction(target: Path | duckdb.DuckDBPyConnection, **open_args) -> Iterat
         except BaseException:
             try:
                 target.execute("ROLLBACK")
-            except duckdb.Error:  # a failed COMMIT has ended the transaction already
+            except Exception:  # a failed COMMIT has ended the transaction already (any backend's error)
                 pass
             raise
         finally:

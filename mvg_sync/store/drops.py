@@ -11,7 +11,15 @@ import polars as pl
 
 from mvg_sync import store
 from mvg_sync.store import STATE_FILE, resolve_path, stored_path
-from mvg_sync.store.types import Connection, DropOutcome, DropRow, Gap, Pointer, QuarantineCount
+from mvg_sync.store.types import (
+    Connection,
+    DropOutcome,
+    DropRow,
+    Gap,
+    Pointer,
+    QuarantineCount,
+    first_row,
+)
 
 ACCEPTED, REJECTED = DropOutcome.ACCEPTED, DropOutcome.REJECTED
 
@@ -41,7 +49,7 @@ def processed_drop_ids(con: Connection) -> set[str]:
 
 def drop_outcome(con: Connection, extract_id: str) -> DropOutcome | None:
     """The recorded outcome of a drop, or None if it was never processed."""
-    row = con.execute("SELECT outcome FROM drops WHERE extract_id = ?", [extract_id]).fetchone()
+    row = first_row(con.execute("SELECT outcome FROM drops WHERE extract_id = ?", [extract_id]))
     return None if row is None else DropOutcome(row[0])
 
 
@@ -99,19 +107,19 @@ def latest_accepted(con: Connection) -> tuple[str, int, datetime] | None:
     Newest by Cosmic's own counter, then the instant of the extract; never by extract_id: it is
     local time, and after the autumn fall-back a newer drop's id sorts before an older one's.
     """
-    row = con.execute(
+    row = first_row(con.execute(
         "SELECT extract_id, sequence, extracted_at FROM drops WHERE outcome = ? "
         "ORDER BY sequence DESC, extracted_at DESC LIMIT 1",
         [ACCEPTED],
-    ).fetchone()
+    ))
     return None if row is None else (str(row[0]), int(row[1]), row[2])
 
 
 def latest_sequence(con: Connection) -> int | None:
     """Highest sequence of any drop that passed the manifest (accepted or rejected on content)."""
-    row = con.execute(
+    row = first_row(con.execute(
         "SELECT max(sequence) FROM drops WHERE outcome IN (?, ?) AND sequence IS NOT NULL", [ACCEPTED, REJECTED]
-    ).fetchone()
+    ))
     return None if row is None or row[0] is None else int(row[0])
 
 
@@ -215,7 +223,7 @@ def load_snapshot(state_dir: Path, dataset: str) -> pl.DataFrame | None:
     if not (state_dir / STATE_FILE).exists():
         return None
     with store.connect(state_dir, read_only=True) as con:
-        row = con.execute("SELECT path FROM snapshot_pointer WHERE dataset = ?", [dataset]).fetchone()
+        row = first_row(con.execute("SELECT path FROM snapshot_pointer WHERE dataset = ?", [dataset]))
     return None if row is None else pl.read_parquet(resolve_path(state_dir, row[0]))
 
 

@@ -29,6 +29,7 @@ from mvg_sync.store.types import (
     OutboxStatus,
     PendingEntry,
     ResourceType,
+    first_row,
 )
 
 PENDING, HELD, DEAD, DONE, SUPERSEDED = (
@@ -97,18 +98,18 @@ def live_synced_count(con: Connection, *, since: datetime) -> int:
     Past visits stay `booked` in the record for good (leaving the window sends nothing), so
     counting them would let the guard's share grow weaker every day.
     """
-    return con.execute(
+    return first_row(con.execute(
         "SELECT count(*) FROM clinic24_record WHERE resource_type = ? AND status = 'booked' "
         "AND (start_at IS NULL OR start_at >= ?)",
         [APPOINTMENT, since],
-    ).fetchone()[0]
+    ))[0]
 
 
 def active_ticket_count(con: Connection) -> int:
     """Tickets Clinic24 holds as active: the base of the ticket-revocation share."""
-    return con.execute(
+    return first_row(con.execute(
         "SELECT count(*) FROM clinic24_record WHERE resource_type = ? AND status = 'active'", [SERVICE_REQUEST]
-    ).fetchone()[0]
+    ))[0]
 
 
 def observe(
@@ -178,11 +179,11 @@ def _converge(con, changes: pl.DataFrame, resource_type: str, plan_id: str, now:
     )
     con.register("plan_rows", rows)
     try:
-        kept = con.execute(
+        kept = first_row(con.execute(
             "SELECT count(*) FROM outbox o JOIN plan_rows p ON o.resource_type = p.resource_type AND o.key = p.key "
             "WHERE o.status IN (?, ?) AND o.content_hash = p.content_hash",
             [PENDING, DEAD],
-        ).fetchone()[0]
+        ))[0]
         superseded = con.execute(
             "UPDATE outbox SET status = ?, reason = 'superseded by plan ' || ?, settled_at = ? "
             "WHERE resource_type = ? AND status IN (?, ?, ?) AND NOT ("
@@ -288,7 +289,7 @@ def pending_entries(con: Connection, resource_type: str | None = None) -> list[P
 
 def pending_count(con: Connection) -> int:
     """Entries waiting to be pushed (the flow's long-poll checks it before waiting for a drop)."""
-    return con.execute("SELECT count(*) FROM outbox WHERE status = ?", [PENDING]).fetchone()[0]
+    return first_row(con.execute("SELECT count(*) FROM outbox WHERE status = ?", [PENDING]))[0]
 
 
 # How each client outcome settles an outbox entry. `rejected` is decided per entry below.
@@ -348,7 +349,7 @@ def redrive(con: Connection) -> int:
 
 
 def approval_status(con: Connection, extract_id: str) -> ApprovalStatus | None:
-    row = con.execute("SELECT status FROM approvals WHERE extract_id = ?", [extract_id]).fetchone()
+    row = first_row(con.execute("SELECT status FROM approvals WHERE extract_id = ?", [extract_id]))
     return ApprovalStatus(row[0]) if row else None
 
 

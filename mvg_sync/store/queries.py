@@ -23,6 +23,7 @@ from mvg_sync.store.types import (
     OutboxStatus,
     ResourceType,
     RunRow,
+    first_row,
 )
 
 R11_TARGET_S = 300.0  # R11: p95 under 5 minutes from extract to Clinic24's acceptance
@@ -59,8 +60,8 @@ def r11_latency(
     con: Connection, *, start: datetime, end: datetime | None = None, digits: int = 3
 ) -> dict[str, float | int | None]:
     """accepted, p50_s, p95_s, max_s, share_under_5_min, clock_skewed for [start, end)."""
-    row = con.execute(R11_LATENCY_SQL, {
-        "done": OutboxStatus.DONE, "start": start, "end": end or _FAR, "target": R11_TARGET_S}).fetchone()
+    row = first_row(con.execute(R11_LATENCY_SQL, {
+        "done": OutboxStatus.DONE, "start": start, "end": end or _FAR, "target": R11_TARGET_S}))
     names = ("accepted", "p50_s", "p95_s", "max_s", "share_under_5_min", "clock_skewed")
     out: dict[str, float | int | None] = dict(zip(names, row, strict=True))
     out["accepted"] = int(out["accepted"] or 0)
@@ -253,7 +254,7 @@ def awaiting_approval(con: Connection) -> list[Approval]:
 
 def departed_count(con: Connection) -> int:
     """Bookings not synced because their unit left Clinic24 (R09)."""
-    return int(con.execute("SELECT count(*) FROM unit_departures").fetchone()[0])
+    return int(first_row(con.execute("SELECT count(*) FROM unit_departures"))[0])
 
 
 def last_run(con: Connection, *, outcome: str | None = None) -> RunRow | None:
@@ -263,7 +264,7 @@ def last_run(con: Connection, *, outcome: str | None = None) -> RunRow | None:
     if outcome is not None:
         query += " WHERE outcome = ?"
         params.append(outcome)
-    row = con.execute(query + " ORDER BY finished_at DESC LIMIT 1", params).fetchone()
+    row = first_row(con.execute(query + " ORDER BY finished_at DESC LIMIT 1", params))
     return None if row is None else RunRow(row[0], row[1], json.loads(row[2] or "{}"))
 
 

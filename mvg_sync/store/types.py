@@ -224,3 +224,10 @@ class RunRow:
 
 def rows_of(cls: type, rows: list[tuple]) -> Iterator:
     return (cls(*row) for row in rows)
+
+
+def first_row(result: Result) -> tuple | None:
+    """A SELECT's first row, its result read to the end: DuckDB refuses `register` on a
+    connection while a result is left unread, and a PostgreSQL cursor is freed the same way."""
+    rows = result.fetchall()
+    return rows[0] if rows else None

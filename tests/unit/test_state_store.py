@@ -196,3 +196,21 @@ def test_a_lease_lets_go_when_another_process_waits(tmp_path):
         assert out.strip() == "read"
         with held.connection() as con:  # and takes the store again for the next step
             con.execute("SELECT 1")
+
+
+def test_migration_3_records_r12_in_the_rule_of_entries_held_on_the_push(tmp_path):
+    """A store at version 2 kept R12 only in the reason of a held entry; v3 backfills the rule."""
+    with store.connect(tmp_path) as con:
+        for key, status, reason in [("k1", "held", "R12 needs-primary-guardian"), ("k2", "dead", "422 x"),
+                                    ("k3", "held", "R17: other")]:
+            con.execute(
+                "INSERT INTO outbox (change_id, plan_id, resource_type, key, change_kind, rule, content_hash, "
+                "source_sequence, payload, target_status, status, reason, created_at) "
+                "VALUES (?, 'p', 'Appointment', ?, 'create', 'R06', 'h', 1, '{}', 'booked', ?, ?, now())",
+                [f"p/{key}", key, status, reason])
+        con.execute("DELETE FROM schema_version WHERE version = 3")  # as version 2 left it
+    with store.connect(tmp_path) as con:
+        assert migrations.version(con) == 3
+        assert dict(con.execute("SELECT key, rule FROM outbox ORDER BY key").fetchall()) == {
+            "k1": "R12", "k2": "R06", "k3": "R06"}
+        assert sync_store.guardian_held_keys(con) == ["k1"]

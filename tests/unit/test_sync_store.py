@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from mvg_sync.store import outbox as store
+from mvg_sync.store.types import ResourceType
 from mvg_sync.sync import cycle
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -111,3 +112,47 @@ def test_approval_hold_and_release(con):
     assert store.approve(con, "20261126T080500-000123", now=NOW)
     assert store.approval_status(con, "20261126T080500-000123") == "approved"
     assert not store.approve(con, "nope", now=NOW)
+
+
+def test_an_entry_held_on_the_push_carries_rule_r12_and_is_found_by_it(con):
+    """R12 by the `rule` column: settling `held` records R12, so the guardian check and `status`
+    find the child without reading the reason text."""
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"), ("b2", "create", "h2"))},
+                     plan_id="run1", now=NOW)
+    store.settle(con, settled(con, "run1/Appointment/b1", "rejected", "held", reason="R12 needs-primary-guardian"))
+    store.settle(con, settled(con, "run1/Appointment/b2", "rejected", "dead", reason="R12 lookalike text"))
+    rules = dict(con.execute("SELECT key, rule FROM outbox ORDER BY key").fetchall())
+    assert rules == {"b1": "R12", "b2": "R06"}, "a dead letter keeps its planning rule"
+    assert store.guardian_held_keys(con) == ["b1"]
+    # a held entry whose reason says R12 but whose rule does not is not an R12 hold any more
+    con.execute("UPDATE outbox SET rule = 'R06' WHERE key = 'b1'")
+    assert store.guardian_held_keys(con) == []
+
+
+def test_pending_and_in_doubt_entries_are_typed_rows(con):
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"), ("b2", "create", "h2"))},
+                     plan_id="run1", now=NOW)
+    pending = store.pending_entries(con)
+    assert [type(e).__name__ for e in pending] == ["PendingEntry", "PendingEntry"]
+    assert pending[0].resource_type is ResourceType.APPOINTMENT and pending[0]["key"] == pending[0].key
+    assert store.pending_entries(con, "ServiceRequest") == []
+    assert store.pending_count(con) == 2
+    in_doubt = store.in_doubt_entries(con, "Appointment", ["b1"])
+    assert [(e.key, e.payload) for e in in_doubt] == [("b2", {"resourceType": "Appointment"})]
+    assert [e.key for e in store.in_doubt_entries(con, "Appointment", [])] == ["b1", "b2"]
+
+
+def test_reconcile_corrects_the_record_through_the_store(con):
+    """Drift: a key Clinic24 lacks leaves the record; what it holds instead is recorded without a hash."""
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"), ("b2", "create", "h2"))},
+                     plan_id="run1", now=NOW)
+    for key in ("b1", "b2"):
+        store.settle(con, settled(con, f"run1/Appointment/{key}", "accepted", "done"))
+    seen = pl.DataFrame({"key": ["b2", "b3"], "seen_status": ["cancelled", "booked"],
+                         "seen_start_at": [NOW, NOW], "seen_unit": ["SE2", "SE3"]},
+                        schema={"key": pl.Utf8, "seen_status": pl.Utf8,
+                                "seen_start_at": pl.Datetime("us", "UTC"), "seen_unit": pl.Utf8})
+    store.correct_record(con, missing=["b1"], seen=seen, now=NOW + timedelta(minutes=1))
+    record = store.load_record(con, "Appointment").sort("key")
+    assert record.select("key", "status", "unit_hsa_id", "content_hash").rows() == [
+        ("b2", "cancelled", "SE2", None), ("b3", "booked", "SE3", None)]
