@@ -258,10 +258,8 @@ def _ingest_folder(
         if not isinstance(manifest, DropRejected) and manifest.extract_id != folder.name:
             named = state.drop_outcome(known, manifest.extract_id)
         newest = state.latest_accepted(known)
-        same_sequence = None if isinstance(manifest, DropRejected) else known.execute(
-            "SELECT extract_id FROM drops WHERE sequence = ? AND outcome IN ('accepted', 'rejected')",
-            [manifest.sequence],
-        ).fetchone()
+        same_sequence = None if isinstance(manifest, DropRejected) else state.drop_with_sequence(
+            known, manifest.sequence)
         last_sequence = state.latest_sequence(known)
     if previous is not None:
         log.info("drop %s: duplicate, already %s", folder.name, previous)

@@ -115,6 +115,13 @@ def latest_accepted(con: Connection) -> tuple[str, int, datetime] | None:
     return None if row is None else (str(row[0]), int(row[1]), row[2])
 
 
+def drop_with_sequence(con: Connection, sequence: int) -> str | None:
+    """A drop that passed the manifest (accepted, or rejected on content) with this sequence, if any."""
+    row = first_row(con.execute(
+        "SELECT extract_id FROM drops WHERE sequence = ? AND outcome IN (?, ?)", [sequence, ACCEPTED, REJECTED]))
+    return None if row is None else str(row[0])
+
+
 def latest_sequence(con: Connection) -> int | None:
     """Highest sequence of any drop that passed the manifest (accepted or rejected on content)."""
     row = first_row(con.execute(

@@ -13,8 +13,8 @@ CALLS = {"execute", "executemany", "sql", "register", "unregister"}
 
 # Modules outside the store that may call those methods, each for a reason:
 ALLOWED = {
-    # in-memory compute connections (store.work_connection or duckdb.connect()): not the store
-    "mvg_sync/ingest/pipeline.py",
+    # in-memory compute connections, not the store: reading a drop's CSV on ingest's
+    # store.work_connection, and hashing rows in a private duckdb.connect()
     "mvg_sync/ingest/reader.py",
     "mvg_sync/rules/booking_scope.py",
     # the sync's cycle keeps its planning reads until it is split (issue 13.3, helper `shape`:
