@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mvg_sync import store
 from mvg_sync.ingest.manifest import MANIFEST, manifest_being_written
+from mvg_sync.store import STATE_FILE
 from mvg_sync.store import drops as state
-from mvg_sync.store.drops import STATE_FILE
 from mvg_sync.timeutil import utc_now
 
 

@@ -27,8 +27,7 @@ from mvg_sync.reports.labels import (
     translate_reason,
 )
 from mvg_sync.reports.model import Chart, Report, View
-from mvg_sync.store import queries
-from mvg_sync.store.drops import STATE_FILE
+from mvg_sync.store import STATE_FILE, queries
 from mvg_sync.store.queries import R11_TARGET_S, r11_latency
 from mvg_sync.store.types import Connection
 from mvg_sync.timeutil import STOCKHOLM

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from mvg_sync import store
-from mvg_sync.store import STATE_FILE, resolve_path, stored_path
+from mvg_sync.store import resolve_path, stored_path
 from mvg_sync.store.types import (
     Connection,
     DropOutcome,
@@ -227,10 +227,11 @@ def quarantined_keys(con: Connection, extract_id: str, file: str) -> list[str]:
 
 def load_snapshot(state_dir: Path, dataset: str) -> pl.DataFrame | None:
     """The latest accepted snapshot of a dataset (design.md names), or None before the first."""
-    if not (state_dir / STATE_FILE).exists():
+    try:
+        with store.connect(state_dir, read_only=True) as con:
+            row = first_row(con.execute("SELECT path FROM snapshot_pointer WHERE dataset = ?", [dataset]))
+    except store.NoStore:  # asked by the backend, not by a file name: a server store has no file
         return None
-    with store.connect(state_dir, read_only=True) as con:
-        row = first_row(con.execute("SELECT path FROM snapshot_pointer WHERE dataset = ?", [dataset]))
     return None if row is None else pl.read_parquet(resolve_path(state_dir, row[0]))
 
 

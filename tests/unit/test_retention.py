@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from mvg_sync.retention import purge
+from mvg_sync.store import STATE_FILE
 from mvg_sync.store import drops as state
 from mvg_sync.store import outbox as store
 
@@ -78,7 +79,7 @@ def world(tmp_path):
 
 
 def _remaining_outbox(state_dir):
-    con = duckdb.connect(str(state_dir / state.STATE_FILE), read_only=True)
+    con = duckdb.connect(str(state_dir / STATE_FILE), read_only=True)
     try:
         return sorted(r[0] for r in con.execute("SELECT change_id FROM outbox").fetchall())
     finally:
@@ -97,7 +98,7 @@ def test_purge_deletes_old_patient_data_and_keeps_what_the_sync_needs(world):
     assert state.load_snapshot(state_dir, "units") is not None
     # e1 (older accepted), e3 (superseded), e7 (stale) go; the newest accepted per key, open entries stay
     assert _remaining_outbox(state_dir) == ["e2", "e4", "e5", "e6", "e8"]
-    con = duckdb.connect(str(state_dir / state.STATE_FILE), read_only=True)
+    con = duckdb.connect(str(state_dir / STATE_FILE), read_only=True)
     try:
         assert con.execute("SELECT extract_id, count(*) FROM quarantine GROUP BY 1 ORDER BY 1").fetchall() == [
             ("D1", 2), ("D2", 1)]
@@ -141,7 +142,7 @@ def test_r08_drop_a_snapshot_pointer_names_keeps_quarantine_folder_and_snapshot_
     assert (counts["drop_folders"], counts["quarantine_rows"], counts["snapshot_folders"]) == (1, 1, 0)
     assert sorted(p.name for p in landing.iterdir()) == ["D5"]
     assert sorted(p.name for p in (state_dir / state.SNAPSHOTS).iterdir()) == ["D5"]
-    con = duckdb.connect(str(state_dir / state.STATE_FILE), read_only=True)
+    con = duckdb.connect(str(state_dir / STATE_FILE), read_only=True)
     try:
         assert con.execute("SELECT extract_id, count(*) FROM quarantine GROUP BY 1").fetchall() == [("D5", 2)]
     finally:
