@@ -19,3 +19,18 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL for the session (tests/pg.py); stopped and removed at the end."""
+    from tests import pg
+
+    try:
+        server = pg.start()
+    except pg.NoPostgres as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
