@@ -186,6 +186,14 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DIGITS = re.compile(r"[0-9]+")
 
 
+def _cast(value: object) -> str:
+    """A list of strings is VARCHAR[] to DuckDB; psycopg sends it untyped (`unnest(?)` would be
+    ambiguous), so its placeholder gets the cast DuckDB implies."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "::text[]"
+    return ""
+
+
 def translate(query: str, params: Sequence[object] | dict[str, object] | None) -> tuple[str, Any]:
     """A query with DuckDB's placeholders (`?`, `$1`, `$name`) in psycopg's form (`%s`, `%(name)s`).
 
@@ -232,7 +240,7 @@ def translate(query: str, params: Sequence[object] | dict[str, object] | None) -
         elif c == "?":
             if not isinstance(params, Sequence) or isinstance(params, str):
                 raise duckdb.InvalidInputException("a query with ? placeholders takes a list of parameters")
-            out.append("%s")
+            out.append("%s" + _cast(params[positional] if positional < len(params) else None))
             positional += 1
             i += 1
         elif c == "$":
@@ -245,12 +253,12 @@ def translate(query: str, params: Sequence[object] | dict[str, object] | None) -
                 if not 1 <= number <= len(params):
                     raise duckdb.InvalidInputException(f"${number} has no parameter (given {len(params)})")
                 numbered[f"_{number}"] = params[number - 1]
-                out.append(f"%(_{number})s")
+                out.append(f"%(_{number})s" + _cast(params[number - 1]))
                 i = digits.end()
             elif ident and not query.startswith("$", ident.end()):  # $name (not a $tag$ quote)
                 if not isinstance(params, dict):
                     raise duckdb.InvalidInputException("a query with $name placeholders takes a dict of parameters")
-                out.append(f"%({ident.group(0)})s")
+                out.append(f"%({ident.group(0)})s" + _cast(params.get(ident.group(0))))
                 i = ident.end()
             else:  # $$ or $tag$: a dollar-quoted string, copied whole
                 tag_end = query.find("$", i + 1)
