@@ -57,8 +57,12 @@ _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SECURE_SSLMODES = {"require", "verify-ca", "verify-full"}
 
 
-class StoreUnreachable(RuntimeError):
-    """The PostgreSQL server named by MVG_STATE_URL cannot be used (down, refused, wrong password, no database)."""
+class StoreUnreachable(ConnectionError):
+    """The PostgreSQL server named by MVG_STATE_URL cannot be used (down, refused, wrong password, no database).
+
+    A ConnectionError (an OSError): like a failing disk under the file store, it is the
+    machine's failure, never a verdict on a drop (ingest/faults.py leaves the drop pending).
+    """
 
 
 class BadStateURL(ValueError):
@@ -491,7 +495,7 @@ class PgConnection:
                 with self.raw.cursor() as cur:
                     cur.executemany(text, [translate(query, r)[1] for r in rows])
             except psycopg.Error as exc:
-                raise _as_duckdb(exc) from exc
+                raise self._error(exc) from exc
         return self
 
     def sql(self, query: str, *, params: Sequence[object] | dict[str, object] | None = None) -> PgRelation:
@@ -506,7 +510,19 @@ class PgConnection:
         try:
             return self.raw.execute(text, params)
         except psycopg.Error as exc:
-            raise _as_duckdb(exc) from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: psycopg.Error) -> Exception:
+        lost = isinstance(exc, psycopg.OperationalError) and (
+            self.raw.closed or exc.sqlstate is None or exc.sqlstate.startswith("08")
+            or exc.sqlstate in ("57P01", "57P02", "57P03")  # the server shut down or restarts
+        )
+        if lost:
+            return StoreUnreachable(
+                f"state store {ENV_URL}={self.where} lost its connection ({_first_line(exc)}) — check that "
+                "the server is up and reachable, then run again; nothing uncommitted was kept"
+            )
+        return _as_duckdb(exc)
 
     # transactions ---------------------------------------------------------------------------
     def begin(self) -> PgConnection:
@@ -578,7 +594,7 @@ class PgConnection:
                 if frame.height >= 1000:  # temp tables get no autovacuum statistics: join plans need them
                     self.raw.execute(sql.SQL("ANALYZE {}").format(table))
         except psycopg.Error as exc:
-            raise _as_duckdb(exc) from exc
+            raise self._error(exc) from exc
         return self
 
     def unregister(self, view_name: str) -> PgConnection:
@@ -605,7 +621,7 @@ class PgConnection:
                     for data in copy:
                         chunks.write(data)
         except psycopg.Error as exc:
-            raise _as_duckdb(exc) from exc
+            raise self._error(exc) from exc
         return _arrow_from_copy(chunks.getvalue(), names, oids)
 
     # lifetime -------------------------------------------------------------------------------
@@ -659,13 +675,14 @@ def open_connection(
             raw.execute("SET default_transaction_read_only = on")
         return con
     except psycopg.Error as exc:
+        error = con._error(exc)
         raw.close()
         if isinstance(exc, pgerrors.InsufficientPrivilege):
             raise StoreUnreachable(
-                f"state store {shown}: permission denied ({_first_line(exc)}) — grant the user CREATE on the "
-                f"database, or create schema {schema} for it"
+                f"state store {ENV_URL}={shown}: permission denied ({_first_line(exc)}) — grant the user CREATE "
+                f"on the database, or create schema {schema} for it"
             ) from None
-        raise _as_duckdb(exc) from exc
+        raise error from exc
 
 
 def connect(

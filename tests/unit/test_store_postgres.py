@@ -223,6 +223,21 @@ def test_an_unusable_server_is_one_line_naming_mvg_state_url_without_the_passwor
         assert pg_server.password not in message
 
 
+def test_a_connection_lost_mid_run_is_the_machines_failure_in_one_line(pg_server, pg_url, tmp_path):
+    from mvg_sync.ingest.faults import is_machine_error
+
+    with store.connect(tmp_path, url=pg_url) as con:
+        (pid,) = con.execute("SELECT pg_backend_pid()").fetchone()
+        with pg_server.admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(postgres.StoreUnreachable) as lost:
+            con.execute("SELECT count(*) FROM outbox")
+    message = str(lost.value)
+    assert "\n" not in message and "MVG_STATE_URL=postgresql://postgres:***@" in message and "lost its connection" in message
+    assert pg_server.password not in message
+    assert is_machine_error(lost.value), "a lost server must leave a drop pending, never reject it"
+
+
 # --- concurrency --------------------------------------------------------------------------
 
 _WRITER = """
