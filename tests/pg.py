@@ -32,7 +32,9 @@ class NoPostgres(RuntimeError):
 def find_bin() -> Path:
     """The folder holding initdb/pg_ctl/postgres: $PG_BIN, Debian's newest /usr/lib/postgresql/*/bin, or PATH."""
     if os.environ.get("PG_BIN"):
-        return Path(os.environ["PG_BIN"])
+        if (Path(os.environ["PG_BIN"]) / "initdb").exists():
+            return Path(os.environ["PG_BIN"])
+        raise NoPostgres(f"PG_BIN={os.environ['PG_BIN']} holds no initdb: point it at PostgreSQL's bin folder, or unset it")
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     if found:
         return Path(found[-1]).parent

@@ -77,6 +77,20 @@ def test_the_url_is_masked_and_credentials_need_tls_unless_the_host_is_loopback(
         store.state_url("sqlite:///x")
 
 
+def test_a_machine_without_postgresql_gets_one_line_saying_how_to_install_it(monkeypatch, tmp_path):
+    from tests import pg
+
+    monkeypatch.setenv("PG_BIN", str(tmp_path))
+    with pytest.raises(pg.NoPostgres) as missing:
+        pg.start()
+    assert "\n" not in str(missing.value) and "PG_BIN" in str(missing.value)
+    monkeypatch.delenv("PG_BIN")
+    monkeypatch.setattr(pg.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(pg.shutil, "which", lambda name: None)
+    with pytest.raises(pg.NoPostgres, match="make postgresql"):
+        pg.find_bin()
+
+
 # --- the connection's subset --------------------------------------------------------------
 
 
