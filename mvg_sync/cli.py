@@ -211,6 +211,8 @@ def hint(exc: Exception, command: str) -> str:
         what = f"set it in the environment or a .env file (mvg-sync {command} --help lists the variables)"
     elif name == "StoreBusy" or "Could not set lock" in text or "Conflicting lock" in text:
         what = "another mvg-sync process is using the state store; run the command again in a moment"
+    elif name in ("StoreUnreachable", "BadStateURL"):  # the PostgreSQL store (issue 15)
+        what = "check MVG_STATE_URL (host, port, database, user, password or its Secret block) and the server"
     elif name == "StoreTooNew":
         what = "a newer mvg-sync release wrote this state: run that release (or restore a backup)"
     elif isinstance(exc, OSError):

@@ -44,10 +44,12 @@ Polars/Arrow frames, and a second backend is PostgreSQL (issue 15). So the rules
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -64,7 +66,7 @@ from mvg_sync.store.types import Connection
 
 __all__ = [
     "CURRENT", "Connection", "NoStore", "STATE_FILE", "StoreBusy", "StoreTooNew", "Lease", "connect", "lease",
-    "resolve_path", "stored_path", "transaction", "work_connection",
+    "exists", "resolve_path", "state_url", "stored_path", "transaction", "work_connection",
 ]
 
 log = logging.getLogger(__name__)
@@ -161,6 +163,26 @@ def _settings(con: duckdb.DuckDBPyConnection, state_dir: Path, memory_limit: str
         con.execute("SET preserve_insertion_order = true")  # source_row relies on file order
 
 
+def state_url(url: str | None = None) -> str | None:
+    """The PostgreSQL URL of the store (`url`, else MVG_STATE_URL; issue 15), or None for the file store."""
+    url = (os.environ.get("MVG_STATE_URL", "") if url is None else url).strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ValueError("MVG_STATE_URL must be a postgresql:// URL; leave it unset to keep the state in MVG_STATE_DIR")
+    return url
+
+
+def exists(state_dir: Path, *, url: str | None = None) -> bool:
+    """Whether there is a store yet: state.duckdb in the folder, or the region's schema on PostgreSQL."""
+    pg = state_url(url)
+    if pg:
+        from mvg_sync.store import postgres
+
+        return postgres.exists(pg)
+    return (state_dir / STATE_FILE).exists()
+
+
 def connect(
     state_dir: Path,
     *,
@@ -168,13 +190,21 @@ def connect(
     wait_s: float | None = None,
     memory_limit: str = "2GB",
     notice: Callable[[str], None] | None = None,
+    url: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """The state store, upgraded to the current schema; use it with `with` (it closes on exit).
 
     Read-only: `NoStore` when there is no store yet (nothing is created). Writing: the folder
     and store are created when missing. Waits up to `wait_s` for another process (see the
-    module docstring); `StoreTooNew` when a newer release wrote the store.
+    module docstring); `StoreTooNew` when a newer release wrote the store. With a
+    postgresql:// `url` or MVG_STATE_URL the store is that server's (store/postgres.py);
+    snapshots stay in `state_dir` either way.
     """
+    pg = state_url(url)
+    if pg:
+        from mvg_sync.store import postgres
+
+        return postgres.connect(pg, read_only=read_only, wait_s=wait_s, notice=notice)  # type: ignore[return-value]
     if read_only and not (state_dir / STATE_FILE).exists():
         raise NoStore(f"no state yet at {state_dir}")
     if not read_only:

@@ -191,6 +191,12 @@ def check_not_newer(found: int, where: str) -> None:
         )
 
 
+def dialect(con: duckdb.DuckDBPyConnection) -> str:
+    """`duckdb` or `postgresql` (store/postgres.py's connection): a step whose SQL only one of
+    them runs branches on this, leaving the released DuckDB statements as they are."""
+    return getattr(con, "dialect", "duckdb")
+
+
 def upgrade(con: duckdb.DuckDBPyConnection, where: str = "") -> int:
     """Bring the store to CURRENT, one version per transaction; returns the version found."""
     found = version(con)
@@ -201,6 +207,11 @@ def upgrade(con: duckdb.DuckDBPyConnection, where: str = "") -> int:
             con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
             )
+            # On PostgreSQL several processes may open an old store at once: BEGIN serialises
+            # them (store/postgres.py), and the later ones find the step done.
+            if version(con) >= step:
+                con.execute("COMMIT")
+                continue
             MIGRATIONS[step](con)
             con.execute("INSERT INTO schema_version VALUES (?, now())", [step])
             con.execute("COMMIT")

@@ -73,7 +73,7 @@ def test_a_read_only_open_upgrades_an_old_store_too(tmp_path):
         assert counts(con) == COUNTS
 
 
-def test_a_store_newer_than_the_code_is_refused_in_one_line(tmp_path):
+def test_a_store_newer_than_the_code_is_refused_in_one_line(tmp_path, backend):  # both stores (issue 15)
     state_dir = tmp_path / "state"
     with store.connect(state_dir) as con:
         con.execute("INSERT INTO schema_version VALUES (?, now())", [migrations.CURRENT + 1])
@@ -110,7 +110,7 @@ def test_stored_path_rebases_an_absolute_path_from_any_folder():
     assert migrations.stored_path("/elsewhere/file.parquet") == "/elsewhere/file.parquet"
 
 
-def test_reading_a_folder_with_no_store_creates_nothing(tmp_path):
+def test_reading_a_folder_with_no_store_creates_nothing(tmp_path, backend):  # both stores (issue 15)
     with pytest.raises(store.NoStore, match="no state yet at"):
         store.connect(tmp_path / "state", read_only=True)
     assert not (tmp_path / "state").exists()
@@ -157,7 +157,7 @@ def test_a_wait_past_the_bound_fails_in_one_clear_line(tmp_path):
     assert "\n" not in str(busy.value) and "stayed locked by another process for 1 s" in str(busy.value)
 
 
-def test_transaction_rolls_back_what_a_failed_block_wrote(tmp_path):
+def test_transaction_rolls_back_what_a_failed_block_wrote(tmp_path, backend):  # both stores (issue 15)
     state_dir = tmp_path / "state"
     with store.connect(state_dir) as con:
         sync_store.save_locations(con, ["SE1", "SE2"], now=NOW)
