@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import threading
@@ -13,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from queue import Queue
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -40,6 +40,7 @@ from mvg_sync.ingest.normalise import (
 )
 from mvg_sync.ingest.reader import (
     CsvParseError,
+    CsvSource,
     FileScan,
     check_bytes,
     copy_with_lf_row_ends,
@@ -54,6 +55,9 @@ from mvg_sync.rules.patient_id import mask_patient_ids
 from mvg_sync.store import StoreBusy, StoreTooNew, work_connection
 from mvg_sync.sync import crashpoints
 from mvg_sync.timeutil import STOCKHOLM, utc_now
+
+if TYPE_CHECKING:
+    from contracts.snapshots import SnapshotContractError
 
 log = logging.getLogger(__name__)
 
@@ -349,14 +353,14 @@ def _validate_drop(
                                rule="manifest")
 
     # Hash every file first (threads: hashlib releases the GIL): a corrupt drop costs no parsing.
-    tmp = private_dir(state_dir / "tmp" / manifest.extract_id)  # the UTF-8 landing copies (issue 14)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        scans = dict(zip(
+            [lay.file for lay in layouts],
+            pool.map(lambda lay: scan_file(folder / lay.file, manifest.encoding), layouts),
+            strict=True,
+        ))
+    tmp = state_dir / "tmp" / manifest.extract_id  # UTF-8 and LF copies, owner-only (issue 14)
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            scans = dict(zip(
-                [lay.file for lay in layouts],
-                pool.map(lambda lay: scan_file(folder / lay.file, manifest.encoding, tmp / lay.file), layouts),
-                strict=True,
-            ))
         return _validate_scanned(con, folder, manifest, drop, state_dir, as_of, layouts, scans, batch_rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -442,8 +446,10 @@ def _ingest_file(
         except DropRejected as exc:
             columns_error = exc
 
-        def read(scan: FileScan) -> _WrittenSnapshot:
-            batches = iter_raw_batches(con, folder / name, manifest.encoding, scan, batch_rows=batch_rows, names=names)
+        source = csv_source(folder / name, manifest.encoding, scan, tmp)
+
+        def read(source: CsvSource) -> _WrittenSnapshot:
+            batches = iter_raw_batches(con, source, names, batch_rows=batch_rows)
             if columns_error is None:
                 return _write_snapshot(batches, layout, reference_date, path, manifest.files[name].rows, window)
             # nothing to normalise: count the rows, for the checks that come first
@@ -454,16 +460,16 @@ def _ingest_file(
             return counted
 
         try:
-            written = read(scan)
+            written = read(source)
         except CsvParseError as exc:
             # Checked only once the parser fails: a valid file never pays for the extra pass.
-            lf_copy = tmp / f"{name}.lf"
-            if not exc.mixed_line_ends_possible or not copy_with_lf_row_ends(
-                csv_source(folder / name, manifest.encoding, scan)[0], lf_copy
-            ):
+            lf_copy = private_dir(tmp) / f"{name}.lf"
+            if not exc.mixed_line_ends_possible or not copy_with_lf_row_ends(source.path, lf_copy):
                 raise
+            private_file(lf_copy)
             counts.warnings.append(f"{name}: rows end with both CRLF and LF; read with either as a row end")
-            written = read(replace(scan, utf8_copy=lf_copy))
+            source = replace(source, path=lf_copy)
+            written = read(source)
         rows_in = written.profile.rows_in
         counts.rows_in = rows_in
         expected = manifest.files[name].rows
@@ -484,12 +490,16 @@ def _ingest_file(
             )
         if columns_error is not None:
             raise columns_error
-        check_grain(pl.concat(written.keys), layout)
+        if not written.keys_unique():
+            # duplicates, or a hash collision: the exact check reads the key columns again
+            keys = key_headers(layout)
+            check_grain(pl.concat([b.select(keys) for b in iter_raw_batches(con, source, names, batch_rows=batch_rows)]),
+                        layout)
         assert written.first is not None
         _check_raw_contract(name, written.first)
         counts.accepted = written.profile.accepted
         counts.quarantined = rows_in - written.profile.accepted
-        _check_snapshot_contract(name, layout.dataset, written.contract_frame())
+        _check_snapshot_contract(name, layout.dataset, written)
     except DropRejected as exc:
         counts.rejected_reason = exc.reason
         raise
@@ -498,22 +508,25 @@ def _ingest_file(
 
 @dataclass
 class _WrittenSnapshot:
-    """What streaming a file into its snapshot keeps: bounded by keys, quarantine and a sample."""
+    """What streaming a file into its snapshot keeps: key hashes, quarantine and the contract's
+    verdict, never a copy of the rows (issue 12: the IPC copies of keys and samples cost ~2 s
+    per million rows)."""
 
     profile: DatasetProfile
     first: pl.DataFrame | None = None  # the raw columns and types (no rows)
-    keys: list[pl.DataFrame] = field(default_factory=list)
+    key_hashes: list[pl.Series] = field(default_factory=list)  # one u64 per row with its whole key
     quarantines: list[pl.DataFrame] = field(default_factory=list)
     held: list[pl.DataFrame] | None = field(default_factory=list)  # every accepted row, while few
-    samples: list[pl.DataFrame] = field(default_factory=list)
+    contract_failure: SnapshotContractError | None = None  # the first sampled batch that broke it
 
     def quarantine(self) -> pl.DataFrame:
         return pl.concat(self.quarantines) if self.quarantines else pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
-    def contract_frame(self) -> pl.DataFrame:
-        """All accepted rows up to FULL_CHECK_MAX_ROWS (checked in full, as a file read whole
-        would be); beyond that the sample, for which validate_snapshot was built."""
-        return pl.concat(self.held if self.held is not None else self.samples)
+    def keys_unique(self) -> bool:
+        """True when no two rows share a whole key: distinct hashes prove it (equal keys hash
+        equal); equal hashes may be a collision, so the caller then compares the keys."""
+        hashes = pl.concat(self.key_hashes) if self.key_hashes else pl.Series(dtype=pl.UInt64)
+        return hashes.n_unique() == hashes.len()
 
 
 def _write_snapshot(
@@ -524,30 +537,50 @@ def _write_snapshot(
     expected_rows: int,
     window: tuple[date, date] | None = None,
 ) -> _WrittenSnapshot:
-    """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer)."""
-    from contracts.snapshots import FULL_CHECK_MAX_ROWS, SAMPLE_ROWS
+    """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer).
+
+    The snapshot contract sees every accepted row while there are at most FULL_CHECK_MAX_ROWS
+    (checked whole after the file, as a file read whole would be: a regional file). Past that
+    each batch's sample is checked as it passes and then let go, so no batch's strings are
+    held (a sample of a Polars string column keeps its whole batch's buffers alive: 5 GB
+    measured over a national bookings file); the first failure is raised in its turn.
+    """
+    # pandera is imported on first use: commands that only import ingest do not pay for it
+    import contracts.snapshots
+    from contracts.snapshots import FULL_CHECK_MAX_ROWS, SAMPLE_ROWS, SnapshotContractError
 
     written = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
     keys = key_headers(layout)
     fraction = min(1.0, SAMPLE_ROWS / expected_rows) if expected_rows else 1.0
     failure: list[BaseException] = []
 
+    def check_sample(frame: pl.DataFrame, seed: int) -> None:
+        if written.contract_failure is None:
+            try:
+                contracts.snapshots.validate_snapshot(layout.dataset, frame.sample(fraction=fraction, seed=seed))
+            except SnapshotContractError as exc:
+                written.contract_failure = exc
+
     def normalised_batches() -> Iterator[pl.DataFrame]:
         try:
             for index, raw in enumerate(_prefetched(batches)):
                 if written.first is None:
                     written.first = raw.head(0)
-                written.keys.append(_compact(raw.select(keys)))
+                # grain (check_grain): rows with a null key part are not part of it
+                written.key_hashes.append(raw.select(keys).drop_nulls().hash_rows())
                 result = normalise_rows(raw, layout, reference_date, row_offset=written.profile.rows_in,
                                         window=window)
                 written.profile.observe(result.frame, raw.height)
                 if result.quarantine.height:
-                    written.quarantines.append(_compact(result.quarantine))
+                    written.quarantines.append(result.quarantine)
                 if written.held is not None:
                     written.held.append(result.frame)
                     if written.profile.accepted > FULL_CHECK_MAX_ROWS:
+                        for seed, frame in enumerate(written.held):
+                            check_sample(frame, seed)
                         written.held = None
-                written.samples.append(_compact(result.frame.sample(fraction=fraction, seed=index)))
+                else:
+                    check_sample(result.frame, index)
                 del raw
                 yield result.frame
         except BaseException as exc:  # re-raised below: Polars would wrap it in its own error
@@ -564,15 +597,6 @@ def _write_snapshot(
     if failure:
         raise failure[0]
     return written
-
-
-def _compact(frame: pl.DataFrame) -> pl.DataFrame:
-    """A copy that owns its strings: a slice or sample of a Polars string column keeps the
-    whole batch's string buffers alive (measured: 5 GB held over a national bookings file)."""
-    buffer = io.BytesIO()
-    frame.write_ipc(buffer, compression="uncompressed")
-    buffer.seek(0)
-    return pl.read_ipc(buffer)
 
 
 def _prefetched(batches: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
@@ -612,7 +636,7 @@ def _check_raw_contract(name: str, raw: pl.DataFrame) -> None:
         raise DropRejected(f"{name}: breaks the raw-file contract (columns or types)", file=name) from None
 
 
-def _check_snapshot_contract(name: str, dataset: str, frame: pl.DataFrame) -> None:
+def _check_snapshot_contract(name: str, dataset: str, written: _WrittenSnapshot) -> None:
     """The normalised snapshot's contract (contracts.snapshots); a failure rejects the drop.
 
     The reason names the failing checks (column and check names); it is masked all the same,
@@ -620,11 +644,15 @@ def _check_snapshot_contract(name: str, dataset: str, frame: pl.DataFrame) -> No
     """
     import contracts.snapshots
 
-    try:
-        contracts.snapshots.validate_snapshot(dataset, frame)
-    except contracts.snapshots.SnapshotContractError as exc:
+    failure = written.contract_failure
+    if written.held is not None:
+        try:
+            contracts.snapshots.validate_snapshot(dataset, pl.concat(written.held))
+        except contracts.snapshots.SnapshotContractError as exc:
+            failure = exc
+    if failure is not None:
         raise DropRejected(
-            f"{name}: breaks the snapshot contract ({mask_patient_ids(str(exc))})", file=name, rule="contract"
+            f"{name}: breaks the snapshot contract ({mask_patient_ids(str(failure))})", file=name, rule="contract"
         ) from None
 
 
