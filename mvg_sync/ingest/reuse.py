@@ -19,8 +19,8 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
+from mvg_sync.cosmic_columns import FileLayout
 from mvg_sync.fileperms import private_file
-from mvg_sync.ingest.columns import FileLayout
 from mvg_sync.quality.checkpoint import DatasetProfile
 
 FILES = "files.json"

@@ -309,10 +309,6 @@ def save_locations(con: duckdb.DuckDBPyConnection, hsa_ids: list[str], *, now: d
             con.executemany("INSERT INTO locations VALUES (?, ?)", [(h, now) for h in hsa_ids])
 
 
-def cached_locations(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute("SELECT unit_hsa_id FROM locations ORDER BY 1").fetchall()]
-
-
 def replace_unit_departures(con: duckdb.DuckDBPyConnection, departed: pl.DataFrame, *, now: datetime) -> None:
     """Bookings not synced because their unit left Clinic24 (R09), for sync health."""
     with transaction(con):

@@ -63,7 +63,7 @@ def test_a_real_sync_and_report_write_only_owner_only_files(tmp_path, prefect_ha
 def test_landing_copies_are_owner_only_while_they_exist(tmp_path, monkeypatch, loose_umask):
     """The UTF-8 copy of a windows-1252 file holding 0x80-0x9F bytes (DuckDB's latin-1 reader
     refuses them) lives in the state folder only during ingest."""
-    from mvg_sync.ingest import testing as t
+    from tests import cosmic_drops as t
 
     seen: dict[str, int] = {}
     real_source = pipeline.csv_source

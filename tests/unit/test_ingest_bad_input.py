@@ -14,8 +14,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from mvg_sync.ingest import describe_state, ingest_drop, ingest_pending
-from mvg_sync.ingest import testing as t
 from mvg_sync.state import load_snapshot
+from tests import cosmic_drops as t
 
 AS_OF = datetime(2026, 11, 26, 7, 10, tzinfo=UTC)
 DATASETS = ("bookings", "booking_bases", "events", "slots", "units", "care_services")

@@ -12,9 +12,9 @@ import pytest
 
 from mvg_sync import state as state_store
 from mvg_sync.ingest import ingest_drop, ingest_pending, pipeline
-from mvg_sync.ingest import testing as t
 from mvg_sync.ingest.faults import IngestInterrupted, is_machine_error
 from mvg_sync.state import load_snapshot
+from tests import cosmic_drops as t
 
 AS_OF = datetime(2026, 11, 26, 7, 10, tzinfo=UTC)
 DROP = "20261126T080200-000002"
