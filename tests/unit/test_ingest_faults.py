@@ -70,7 +70,10 @@ def base(tmp_path: Path) -> tuple[Path, Path]:
     landing, state = tmp_path / "landing", tmp_path / "state"
     t.write_drop(landing, 1)
     assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF).drops] == ["accepted"]
-    t.write_drop(landing, 2)
+    # bookings changed: parsed again (an unchanged file would reuse drop 1's snapshot, issue 12)
+    files = t.default_files()
+    files["bokningar.csv"][0]["Bokningsinformation"] = "Bokning via webbtidbok"
+    t.write_drop(landing, 2, files)
     return landing, state
 
 
