@@ -231,6 +231,9 @@ def iter_raw_batches(
     # explicit dialect and columns, every column a string: typing is the normaliser's job
     params = {"path": str(source.path), "encoding": source.encoding,
               "columns": dict.fromkeys(names, "VARCHAR"), "max_line_size": MAX_ROW_BYTES}
+    # DuckDB draws a progress bar on stdout for a query open over 2 s, and the query stays open
+    # while its batches are normalised: the bar would land in `mvg-sync ... --json` output.
+    con.execute("SET enable_progress_bar = false")
     try:
         reader = con.sql(_READ_CSV, params=params).to_arrow_reader(batch_rows)
         pending: list[pa.RecordBatch] = []
