@@ -1,6 +1,6 @@
 """pandera contracts of Cosmic's raw files (the raw edge): one model per file, every column a string.
 
-Built from `mvg_sync.ingest.columns`, the one place Cosmic's headers are mapped, so the
+Built from `mvg_sync.cosmic_columns`, the one place Cosmic's headers are mapped, so the
 contract and the parser can never disagree. At this edge: required columns must be present,
 optional ones may be absent, unknown extra columns are allowed (ingestion warns about them),
 every value is a nullable string (typing happens in normalisation), and the file's key
@@ -14,7 +14,7 @@ from typing import Optional
 import pandera.polars as pa
 import polars as pl
 
-from mvg_sync.ingest.columns import LAYOUT_BY_FILE, FileLayout
+from mvg_sync.cosmic_columns import LAYOUT_BY_FILE, FileLayout
 
 
 def _model(class_name: str, layout: FileLayout) -> type[pa.DataFrameModel]:

@@ -7,7 +7,7 @@ from datetime import date
 
 import polars as pl
 
-from mvg_sync.ingest.columns import BOOLEAN_VALUES, Column, FileLayout, output_columns
+from mvg_sync.cosmic_columns import BOOLEAN_VALUES, Column, FileLayout, output_columns
 from mvg_sync.ingest.manifest import DropRejected
 from mvg_sync.ingest.normalisers import (
     normalise_patient_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import threading
@@ -13,13 +12,15 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from queue import Queue
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 from polars.io.plugins import register_io_source
 
+from mvg_sync.cosmic_columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
 from mvg_sync.fileperms import private_dir, private_file
-from mvg_sync.ingest.columns import LAYOUT_BY_FILE, LAYOUTS, FileLayout
+from mvg_sync.ingest import reuse
 from mvg_sync.ingest.faults import interrupt_on_machine_error, is_machine_error
 from mvg_sync.ingest.manifest import (
     MANIFEST,
@@ -39,6 +40,7 @@ from mvg_sync.ingest.normalise import (
 )
 from mvg_sync.ingest.reader import (
     CsvParseError,
+    CsvSource,
     FileScan,
     check_bytes,
     copy_with_lf_row_ends,
@@ -52,8 +54,12 @@ from mvg_sync.quality.gate import evaluate
 from mvg_sync.rules.patient_id import mask_patient_ids
 from mvg_sync.store import StoreBusy, StoreTooNew, work_connection
 from mvg_sync.store import drops as state
+from mvg_sync.store.types import DropOutcome
 from mvg_sync.sync import crashpoints
 from mvg_sync.timeutil import STOCKHOLM, utc_now
+
+if TYPE_CHECKING:
+    from contracts.snapshots import SnapshotContractError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ class DropReport:
     """What happened to one drop."""
 
     extract_id: str
-    outcome: str  # accepted | rejected | duplicate | stale
+    outcome: DropOutcome
     reason: str | None = None
     sequence: int | None = None
     files: list[FileCounts] = field(default_factory=list)
@@ -109,7 +115,7 @@ class IngestReport:
 
     @property
     def accepted(self) -> list[str]:
-        return [d.extract_id for d in self.drops if d.outcome == "accepted"]
+        return [d.extract_id for d in self.drops if d.outcome == DropOutcome.ACCEPTED]
 
     def rows(self) -> list[dict[str, object]]:
         """One flat row per drop and file (for tables and artifacts)."""
@@ -161,7 +167,8 @@ def ingest_pending(
             # A machine error (full disk, memory, permissions, IO) is no verdict on the drop:
             # it stays unrecorded, the run fails naming the cause, and the next run takes it.
             with interrupt_on_machine_error(folder.name):
-                drop = _ingest_folder(work, folder, manifest, state_dir, as_of, report, batch_rows)
+                drop = _ingest_folder(DropContext(work=work, folder=folder, state_dir=state_dir, as_of=as_of,
+                                                  batch_rows=batch_rows, report=report), manifest)
             known.add(drop.extract_id)
             report.drops.append(drop)
             crashpoints.reached("after-drop")  # one drop recorded, later ones not yet read
@@ -208,7 +215,8 @@ def ingest_drop(
     if manifest is None:
         return None
     with interrupt_on_machine_error(folder.name), work_connection(state_dir) as work:
-        return _ingest_folder(work, folder, manifest, state_dir, as_of, IngestReport(), batch_rows)
+        return _ingest_folder(DropContext(work=work, folder=folder, state_dir=state_dir, as_of=as_of,
+                                          batch_rows=batch_rows, report=IngestReport()), manifest)
 
 
 def _unprocessed(landing_dir: Path, known: set[str], now: datetime) -> list[tuple[Path, Manifest | DropRejected]]:
@@ -241,17 +249,43 @@ def _processing_order(item: tuple[Path, Manifest | DropRejected]) -> tuple:
     return (1, manifest.sequence, manifest.extracted_at, folder.name)
 
 
-def _ingest_folder(
-    con: duckdb.DuckDBPyConnection,
-    folder: Path,
-    manifest: Manifest | DropRejected,
-    state_dir: Path,
-    as_of: datetime,
-    report: IngestReport,
-    batch_rows: int,
-) -> DropReport:
+@dataclass
+class DropContext:
+    """One drop on its way through ingest: what every step of it reads (issue 12 item 6).
+
+    Built once per drop folder; the steps add the report's files and warnings to `drop`.
+    """
+
+    work: duckdb.DuckDBPyConnection  # in-memory DuckDB for the parsing (not the store)
+    folder: Path
+    state_dir: Path
+    as_of: datetime
+    batch_rows: int
+    report: IngestReport
+    manifest: Manifest | None = None  # once read and naming this folder
+    gap: tuple[int, int] | None = None
+    drop: DropReport = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.drop = DropReport(extract_id=self.folder.name, outcome=DropOutcome.ACCEPTED)
+
+    @property
+    def extract_id(self) -> str:
+        return self.drop.extract_id
+
+    @property
+    def tmp(self) -> Path:
+        """UTF-8 and LF copies of landing files while the drop is read (owner-only, issue 14)."""
+        return self.state_dir / "tmp" / self.extract_id
+
+    def source(self, name: str) -> Path:
+        return self.folder / name
+
+
+def _ingest_folder(ctx: DropContext, manifest: Manifest | DropRejected) -> DropReport:
     # A drop is known by its folder name: discovery skips the names in `drops`, and retention
     # deletes the folders it names.
+    folder, state_dir = ctx.folder, ctx.state_dir
     with state.connect(state_dir) as known:
         previous = state.drop_outcome(known, folder.name)
         named = None
@@ -263,46 +297,47 @@ def _ingest_folder(
         last_sequence = state.latest_sequence(known)
     if previous is not None:
         log.info("drop %s: duplicate, already %s", folder.name, previous)
-        return DropReport(extract_id=folder.name, outcome="duplicate", reason=f"drop already processed ({previous})",
+        return DropReport(extract_id=folder.name, outcome=DropOutcome.DUPLICATE,
+                          reason=f"drop already processed ({previous})",
                           sequence=None if isinstance(manifest, DropRejected) else manifest.sequence)
     if isinstance(manifest, DropRejected):
-        return _reject(state_dir, folder.name, None, manifest, as_of, files=[])
+        return _reject(ctx, manifest)
     if manifest.extract_id != folder.name:
         # Recorded under the manifest's id, the folder would be read again every run and never
         # purged; and a manifest that names another drop is not trusted for its sequence either.
         reason = f"manifest.json: extract_id {manifest.extract_id} differs from the folder name {folder.name}"
         if named is not None:
             reason += f"; {manifest.extract_id} already processed ({named})"
-        return _reject(state_dir, folder.name, None, DropRejected(reason, file=MANIFEST, rule="manifest"), as_of, files=[])
-    drop = DropReport(extract_id=manifest.extract_id, outcome="accepted", sequence=manifest.sequence)
+        return _reject(ctx, DropRejected(reason, file=MANIFEST, rule="manifest"))
+    ctx.manifest = manifest
+    drop = ctx.drop
+    drop.sequence = manifest.sequence
     if same_sequence is not None:
-        drop.outcome, drop.reason = "duplicate", f"sequence {manifest.sequence} already processed"
+        drop.outcome, drop.reason = DropOutcome.DUPLICATE, f"sequence {manifest.sequence} already processed"
     elif newest is not None and (manifest.sequence, manifest.extracted_at) < (newest[1], newest[2]):
-        drop.outcome = "stale"
+        drop.outcome = DropOutcome.STALE
         drop.reason = f"older than the newest accepted drop {newest[0]}"
-    if drop.outcome != "accepted":
+    if drop.outcome != DropOutcome.ACCEPTED:
         log.warning("drop %s: %s (%s)", manifest.extract_id, drop.outcome, drop.reason)
-        _record(state_dir, manifest, drop, as_of)
+        _record(ctx)
         return drop
 
-    gap = None
     if last_sequence is not None and manifest.sequence > last_sequence + 1:
-        gap = (last_sequence, manifest.sequence)
-        report.gaps.append(gap)
+        ctx.gap = (last_sequence, manifest.sequence)
+        ctx.report.gaps.append(ctx.gap)
         log.warning(
             "sequence gap: %d drop(s) missing between %d and %d",
             manifest.sequence - last_sequence - 1, last_sequence, manifest.sequence,
         )
 
     try:
-        staged = _validate_drop(con, folder, manifest, drop, state_dir, as_of, batch_rows)
+        staged = _validate_drop(ctx, manifest)
         quarantine = pl.concat(staged.quarantine) if staged.quarantine else None
         crashpoints.reached("before-record-drop")  # snapshots staged, the drop not yet recorded
-        _record(state_dir, manifest, drop, as_of, quarantine=quarantine, snapshots=staged.paths, gap=gap)
+        _record(ctx, quarantine=quarantine, snapshots=staged.paths)
     except DropRejected as exc:
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
-        return _reject(state_dir, manifest.extract_id, manifest, exc, as_of, files=drop.files, gap=gap,
-                       warnings=drop.warnings)
+        return _reject(ctx, exc)
     except Exception as exc:  # noqa: BLE001 - one drop's bug must not wedge every later drop
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
         if is_machine_error(exc) or isinstance(exc, StoreBusy | StoreTooNew):
@@ -311,9 +346,7 @@ def _ingest_folder(
         # The reason names the type only (a message may quote data); the traceback goes to the
         # log, where the PII filter masks it.
         log.exception("drop %s: internal error while validating it", manifest.extract_id)
-        internal = DropRejected(f"internal error: {type(exc).__name__}", file=None, rule="internal")
-        return _reject(state_dir, manifest.extract_id, manifest, internal, as_of, files=drop.files, gap=gap,
-                       warnings=drop.warnings)
+        return _reject(ctx, DropRejected(f"internal error: {type(exc).__name__}", file=None, rule="internal"))
     except BaseException:  # interrupted: nothing recorded, the drop is processed next run
         state.discard_snapshot_folder(state_dir, manifest.extract_id)
         raise
@@ -324,52 +357,35 @@ def _ingest_folder(
     return drop
 
 
-def _validate_drop(
-    con: duckdb.DuckDBPyConnection,
-    folder: Path,
-    manifest: Manifest,
-    drop: DropReport,
-    state_dir: Path,
-    as_of: datetime,
-    batch_rows: int,
-) -> StagedDrop:
+def _validate_drop(ctx: DropContext, manifest: Manifest) -> StagedDrop:
     """Every file-level check; writes the snapshots and returns them staged, or raises DropRejected."""
     for name in manifest.files:
         if name not in LAYOUT_BY_FILE:
-            drop.warnings.append(f"{name}: not a Cosmic file this integration reads; ignored")
+            ctx.drop.warnings.append(f"{name}: not a Cosmic file this integration reads; ignored")
     for layout in LAYOUTS:
         if not layout.optional and layout.file not in manifest.files:
             raise DropRejected(f"manifest.json: lists no {layout.file}", file="manifest.json", rule="manifest")
     layouts = [layout for layout in LAYOUTS if layout.file in manifest.files]
     for layout in layouts:
-        if not (folder / layout.file).is_file():
+        if not ctx.source(layout.file).is_file():
             raise DropRejected(f"{layout.file}: listed in the manifest but missing", file=layout.file,
                                rule="manifest")
 
     # Hash every file first (threads: hashlib releases the GIL): a corrupt drop costs no parsing.
-    tmp = private_dir(state_dir / "tmp" / manifest.extract_id)  # the UTF-8 landing copies (issue 14)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        scans = dict(zip(
+            [lay.file for lay in layouts],
+            pool.map(lambda lay: scan_file(ctx.source(lay.file), manifest.encoding), layouts),
+            strict=True,
+        ))
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            scans = dict(zip(
-                [lay.file for lay in layouts],
-                pool.map(lambda lay: scan_file(folder / lay.file, manifest.encoding, tmp / lay.file), layouts),
-                strict=True,
-            ))
-        return _validate_scanned(con, folder, manifest, drop, state_dir, as_of, layouts, scans, batch_rows)
+        return _validate_scanned(ctx, manifest, layouts, scans)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 def _validate_scanned(
-    con: duckdb.DuckDBPyConnection,
-    folder: Path,
-    manifest: Manifest,
-    drop: DropReport,
-    state_dir: Path,
-    as_of: datetime,
-    layouts: list[FileLayout],
-    scans: dict[str, FileScan],
-    batch_rows: int,
+    ctx: DropContext, manifest: Manifest, layouts: list[FileLayout], scans: dict[str, FileScan]
 ) -> StagedDrop:
     for layout in layouts:
         scan, entry = scans[layout.file], manifest.files[layout.file]
@@ -378,29 +394,49 @@ def _validate_scanned(
             raise DropRejected(f"{layout.file}: sha256 differs from the manifest{truncated}",
                                file=layout.file, rule="manifest")
 
-    with state.connect(state_dir) as known:
+    with state.connect(ctx.state_dir) as known:
         previous = state.previous_counts(known)
-    reference_date = manifest.extracted_at.astimezone(STOCKHOLM).date()
+        newest = state.latest_accepted(known)
+    reusable = reuse.Reusable.of(ctx.state_dir, newest[0] if newest else None)
+    files = FileContext(
+        reference_date=manifest.extracted_at.astimezone(STOCKHOLM).date(),
+        window=(manifest.window_from, manifest.window_to),
+        previous=previous,
+    )
     staged = StagedDrop()
+    record = reuse.Record()
     # One file at a time, and each file in batches streamed to its snapshot: peak memory is
     # a batch of the largest file, not the file (national drops are GBs).
     for layout in layouts:
         counts = FileCounts(file=layout.file)
-        drop.files.append(counts)
-        path = state.snapshot_path(state_dir, manifest.extract_id, layout.dataset)
+        ctx.drop.files.append(counts)
+        path = state.snapshot_path(ctx.state_dir, manifest.extract_id, layout.dataset)
         private_dir(path.parent)
-        ingested = _ingest_file(
-            con, folder, manifest, layout, scans[layout.file], counts, previous, reference_date, path,
-            batch_rows=batch_rows, tmp=state_dir / "tmp" / manifest.extract_id,
-        )
+        key = reuse.key_of(layout, scans[layout.file].sha256, manifest.encoding, files.reference_date, files.window)
+        earlier = reusable.find(layout, key)
+        if earlier is not None:
+            ingested = _reuse_file(ctx, manifest, layout, counts, files, earlier, path)
+        else:
+            ingested = _ingest_file(ctx, manifest, layout, scans[layout.file], counts, files, path)
+        record.add(layout, key, counts.warnings, ingested.profile)
         staged.paths[layout.dataset] = path
         staged.profile.append(ingested.profile.row(
-            extracted_at=manifest.extracted_at, previous_rows=previous.get(layout.file), as_of=as_of,
+            extracted_at=manifest.extracted_at, previous_rows=previous.get(layout.file), as_of=ctx.as_of,
         ))
         if ingested.quarantine.height:
             staged.quarantine.append(ingested.quarantine.with_columns(pl.lit(layout.file).alias("file")))
-    _check_quality(staged.profile, drop, state_dir)
+    record.save(ctx.state_dir, manifest.extract_id)
+    _check_quality(staged.profile, ctx.drop, ctx.state_dir)
     return staged
+
+
+@dataclass(frozen=True)
+class FileContext:
+    """What the files of one drop are judged against, beyond their own bytes."""
+
+    reference_date: date  # the extract's local date: R13's century for 10-digit personnummer
+    window: tuple[date, date]  # the manifest's window (rule `window`)
+    previous: dict[str, int]  # rows in per file of the previous accepted drop
 
 
 @dataclass
@@ -411,39 +447,87 @@ class _IngestedFile:
     profile: DatasetProfile
 
 
+def _check_counts(manifest: Manifest, layout: FileLayout, counts: FileCounts, rows_in: int, files: FileContext) -> None:
+    """The row count against the manifest, then against the previous accepted drop's."""
+    name = layout.file
+    counts.rows_in = rows_in
+    expected = manifest.files[name].rows
+    if rows_in != expected:
+        raise DropRejected(f"{name}: {rows_in} data rows but the manifest says {expected}",
+                           file=name, rule="manifest")
+    before = files.previous.get(name)
+    # Fewer bookings, down to none at all, are cancellations: the mass-cancellation guard
+    # judges them against what is live in Clinic24 and an operator can approve them, where
+    # a rejection could not be approved (issue 11). A first drop with no bookings cancels
+    # nothing and is accepted: its slots are still needed for the HSL report.
+    if (layout.dataset != "bookings" and before is not None and before >= SHRINK_CHECK_FLOOR
+            and rows_in < MIN_ROW_SHARE * before):
+        raise DropRejected(
+            f"{name}: {rows_in} data rows, under {MIN_ROW_SHARE:.0%} of the previous accepted "
+            f"drop's {before}",
+            file=name,
+        )
+
+
+def _reuse_file(
+    ctx: DropContext,
+    manifest: Manifest,
+    layout: FileLayout,
+    counts: FileCounts,
+    files: FileContext,
+    earlier: reuse.Earlier,
+    path: Path,
+) -> _IngestedFile:
+    """A file byte-identical to the previous accepted drop's (same sha256, encoding and, where
+    they matter, reference date and window, same ingest code): its snapshot, counts and
+    quarantine rows are that drop's, and the checks that depend on more than its bytes (the
+    manifest's row count, the shrink check) run again. Issue 12: the catalogue, units and
+    often the slots are the same drop after drop; parsing them again found nothing new."""
+    try:
+        counts.warnings = list(earlier.warnings)
+        _check_counts(manifest, layout, counts, earlier.profile.rows_in, files)
+        counts.accepted = earlier.profile.accepted
+        counts.quarantined = earlier.profile.rows_in - earlier.profile.accepted
+        with state.connect(ctx.state_dir) as known:
+            quarantine = state.quarantine_rows(known, earlier.extract_id, layout.file)
+        reuse.link_snapshot(earlier.snapshot, path)
+    except DropRejected as exc:
+        counts.rejected_reason = exc.reason
+        raise
+    log.info("drop %s: %s unchanged since drop %s; its snapshot reused", ctx.extract_id, layout.file,
+             earlier.extract_id)
+    return _IngestedFile(quarantine=quarantine, profile=earlier.profile)
+
+
 def _ingest_file(
-    con: duckdb.DuckDBPyConnection,
-    folder: Path,
+    ctx: DropContext,
     manifest: Manifest,
     layout: FileLayout,
     scan: FileScan,
     counts: FileCounts,
-    previous: dict[str, int],
-    reference_date: date,
+    files: FileContext,
     path: Path,
-    *,
-    batch_rows: int,
-    tmp: Path,
 ) -> _IngestedFile:
     """Read, normalise and write one file batch by batch, then run the file-level checks.
 
     The checks see the whole file through what the batches leave behind (row count, key
-    columns, a bounded sample) and raise in the same order as on a file read whole.
+    hashes, the contract's verdict) and raise in the same order as on a file read whole.
     """
     name = layout.file
-    window = (manifest.window_from, manifest.window_to)
     try:
-        names = check_bytes(folder / name, manifest.encoding, scan)
+        names = check_bytes(ctx.source(name), manifest.encoding, scan)
         columns_error: DropRejected | None = None
         try:
             counts.warnings = check_columns(names, layout)
         except DropRejected as exc:
             columns_error = exc
+        source = csv_source(ctx.source(name), manifest.encoding, scan, ctx.tmp)
 
-        def read(scan: FileScan) -> _WrittenSnapshot:
-            batches = iter_raw_batches(con, folder / name, manifest.encoding, scan, batch_rows=batch_rows, names=names)
+        def read(source: CsvSource) -> _WrittenSnapshot:
+            batches = iter_raw_batches(ctx.work, source, names, batch_rows=ctx.batch_rows)
             if columns_error is None:
-                return _write_snapshot(batches, layout, reference_date, path, manifest.files[name].rows, window)
+                return _write_snapshot(batches, layout, files.reference_date, path, manifest.files[name].rows,
+                                       files.window)
             # nothing to normalise: count the rows, for the checks that come first
             counted = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
             for batch in batches:
@@ -452,42 +536,29 @@ def _ingest_file(
             return counted
 
         try:
-            written = read(scan)
+            written = read(source)
         except CsvParseError as exc:
             # Checked only once the parser fails: a valid file never pays for the extra pass.
-            lf_copy = tmp / f"{name}.lf"
-            if not exc.mixed_line_ends_possible or not copy_with_lf_row_ends(
-                csv_source(folder / name, manifest.encoding, scan)[0], lf_copy
-            ):
+            lf_copy = private_dir(ctx.tmp) / f"{name}.lf"
+            if not exc.mixed_line_ends_possible or not copy_with_lf_row_ends(source.path, lf_copy):
                 raise
+            private_file(lf_copy)
             counts.warnings.append(f"{name}: rows end with both CRLF and LF; read with either as a row end")
-            written = read(replace(scan, utf8_copy=lf_copy))
-        rows_in = written.profile.rows_in
-        counts.rows_in = rows_in
-        expected = manifest.files[name].rows
-        if rows_in != expected:
-            raise DropRejected(f"{name}: {rows_in} data rows but the manifest says {expected}",
-                               file=name, rule="manifest")
-        before = previous.get(name)
-        # Fewer bookings, down to none at all, are cancellations: the mass-cancellation guard
-        # judges them against what is live in Clinic24 and an operator can approve them, where
-        # a rejection could not be approved (issue 11). A first drop with no bookings cancels
-        # nothing and is accepted: its slots are still needed for the HSL report.
-        if (layout.dataset != "bookings" and before is not None and before >= SHRINK_CHECK_FLOOR
-                and rows_in < MIN_ROW_SHARE * before):
-            raise DropRejected(
-                f"{name}: {rows_in} data rows, under {MIN_ROW_SHARE:.0%} of the previous accepted "
-                f"drop's {before}",
-                file=name,
-            )
+            source = replace(source, path=lf_copy)
+            written = read(source)
+        _check_counts(manifest, layout, counts, written.profile.rows_in, files)
         if columns_error is not None:
             raise columns_error
-        check_grain(pl.concat(written.keys), layout)
+        if not written.keys_unique():
+            # duplicates, or a hash collision: the exact check reads the key columns again
+            keys = key_headers(layout)
+            check_grain(pl.concat([b.select(keys) for b in iter_raw_batches(
+                ctx.work, source, names, batch_rows=ctx.batch_rows)]), layout)
         assert written.first is not None
         _check_raw_contract(name, written.first)
         counts.accepted = written.profile.accepted
-        counts.quarantined = rows_in - written.profile.accepted
-        _check_snapshot_contract(name, layout.dataset, written.contract_frame())
+        counts.quarantined = written.profile.rows_in - written.profile.accepted
+        _check_snapshot_contract(name, layout.dataset, written)
     except DropRejected as exc:
         counts.rejected_reason = exc.reason
         raise
@@ -496,22 +567,25 @@ def _ingest_file(
 
 @dataclass
 class _WrittenSnapshot:
-    """What streaming a file into its snapshot keeps: bounded by keys, quarantine and a sample."""
+    """What streaming a file into its snapshot keeps: key hashes, quarantine and the contract's
+    verdict, never a copy of the rows (issue 12: the IPC copies of keys and samples cost ~2 s
+    per million rows)."""
 
     profile: DatasetProfile
     first: pl.DataFrame | None = None  # the raw columns and types (no rows)
-    keys: list[pl.DataFrame] = field(default_factory=list)
+    key_hashes: list[pl.Series] = field(default_factory=list)  # one u64 per row with its whole key
     quarantines: list[pl.DataFrame] = field(default_factory=list)
     held: list[pl.DataFrame] | None = field(default_factory=list)  # every accepted row, while few
-    samples: list[pl.DataFrame] = field(default_factory=list)
+    contract_failure: SnapshotContractError | None = None  # the first sampled batch that broke it
 
     def quarantine(self) -> pl.DataFrame:
         return pl.concat(self.quarantines) if self.quarantines else pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
-    def contract_frame(self) -> pl.DataFrame:
-        """All accepted rows up to FULL_CHECK_MAX_ROWS (checked in full, as a file read whole
-        would be); beyond that the sample, for which validate_snapshot was built."""
-        return pl.concat(self.held if self.held is not None else self.samples)
+    def keys_unique(self) -> bool:
+        """True when no two rows share a whole key: distinct hashes prove it (equal keys hash
+        equal); equal hashes may be a collision, so the caller then compares the keys."""
+        hashes = pl.concat(self.key_hashes) if self.key_hashes else pl.Series(dtype=pl.UInt64)
+        return hashes.n_unique() == hashes.len()
 
 
 def _write_snapshot(
@@ -522,30 +596,50 @@ def _write_snapshot(
     expected_rows: int,
     window: tuple[date, date] | None = None,
 ) -> _WrittenSnapshot:
-    """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer)."""
-    from contracts.snapshots import FULL_CHECK_MAX_ROWS, SAMPLE_ROWS
+    """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer).
+
+    The snapshot contract sees every accepted row while there are at most FULL_CHECK_MAX_ROWS
+    (checked whole after the file, as a file read whole would be: a regional file). Past that
+    each batch's sample is checked as it passes and then let go, so no batch's strings are
+    held (a sample of a Polars string column keeps its whole batch's buffers alive: 5 GB
+    measured over a national bookings file); the first failure is raised in its turn.
+    """
+    # pandera is imported on first use: commands that only import ingest do not pay for it
+    import contracts.snapshots
+    from contracts.snapshots import FULL_CHECK_MAX_ROWS, SAMPLE_ROWS, SnapshotContractError
 
     written = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
     keys = key_headers(layout)
     fraction = min(1.0, SAMPLE_ROWS / expected_rows) if expected_rows else 1.0
     failure: list[BaseException] = []
 
+    def check_sample(frame: pl.DataFrame, seed: int) -> None:
+        if written.contract_failure is None:
+            try:
+                contracts.snapshots.validate_snapshot(layout.dataset, frame.sample(fraction=fraction, seed=seed))
+            except SnapshotContractError as exc:
+                written.contract_failure = exc
+
     def normalised_batches() -> Iterator[pl.DataFrame]:
         try:
             for index, raw in enumerate(_prefetched(batches)):
                 if written.first is None:
                     written.first = raw.head(0)
-                written.keys.append(_compact(raw.select(keys)))
+                # grain (check_grain): rows with a null key part are not part of it
+                written.key_hashes.append(raw.select(keys).drop_nulls().hash_rows())
                 result = normalise_rows(raw, layout, reference_date, row_offset=written.profile.rows_in,
                                         window=window)
                 written.profile.observe(result.frame, raw.height)
                 if result.quarantine.height:
-                    written.quarantines.append(_compact(result.quarantine))
+                    written.quarantines.append(result.quarantine)
                 if written.held is not None:
                     written.held.append(result.frame)
                     if written.profile.accepted > FULL_CHECK_MAX_ROWS:
+                        for seed, frame in enumerate(written.held):
+                            check_sample(frame, seed)
                         written.held = None
-                written.samples.append(_compact(result.frame.sample(fraction=fraction, seed=index)))
+                else:
+                    check_sample(result.frame, index)
                 del raw
                 yield result.frame
         except BaseException as exc:  # re-raised below: Polars would wrap it in its own error
@@ -562,15 +656,6 @@ def _write_snapshot(
     if failure:
         raise failure[0]
     return written
-
-
-def _compact(frame: pl.DataFrame) -> pl.DataFrame:
-    """A copy that owns its strings: a slice or sample of a Polars string column keeps the
-    whole batch's string buffers alive (measured: 5 GB held over a national bookings file)."""
-    buffer = io.BytesIO()
-    frame.write_ipc(buffer, compression="uncompressed")
-    buffer.seek(0)
-    return pl.read_ipc(buffer)
 
 
 def _prefetched(batches: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
@@ -610,7 +695,7 @@ def _check_raw_contract(name: str, raw: pl.DataFrame) -> None:
         raise DropRejected(f"{name}: breaks the raw-file contract (columns or types)", file=name) from None
 
 
-def _check_snapshot_contract(name: str, dataset: str, frame: pl.DataFrame) -> None:
+def _check_snapshot_contract(name: str, dataset: str, written: _WrittenSnapshot) -> None:
     """The normalised snapshot's contract (contracts.snapshots); a failure rejects the drop.
 
     The reason names the failing checks (column and check names); it is masked all the same,
@@ -618,11 +703,15 @@ def _check_snapshot_contract(name: str, dataset: str, frame: pl.DataFrame) -> No
     """
     import contracts.snapshots
 
-    try:
-        contracts.snapshots.validate_snapshot(dataset, frame)
-    except contracts.snapshots.SnapshotContractError as exc:
+    failure = written.contract_failure
+    if written.held is not None:
+        try:
+            contracts.snapshots.validate_snapshot(dataset, pl.concat(written.held))
+        except contracts.snapshots.SnapshotContractError as exc:
+            failure = exc
+    if failure is not None:
         raise DropRejected(
-            f"{name}: breaks the snapshot contract ({mask_patient_ids(str(exc))})", file=name, rule="contract"
+            f"{name}: breaks the snapshot contract ({mask_patient_ids(str(failure))})", file=name, rule="contract"
         ) from None
 
 
@@ -645,73 +734,37 @@ def _counts_json(drop: DropReport) -> dict[str, object]:
 
 
 def _record(
-    state_dir: Path,
-    manifest: Manifest,
-    drop: DropReport,
-    as_of: datetime,
-    *,
-    quarantine: pl.DataFrame | None = None,
-    snapshots: dict[str, Path] | None = None,
-    gap: tuple[int, int] | None = None,
+    ctx: DropContext, *, quarantine: pl.DataFrame | None = None, snapshots: dict[str, Path] | None = None
 ) -> None:
-    with state.connect(state_dir) as con:
-        _record_on(con, manifest, drop, as_of, quarantine=quarantine, snapshots=snapshots, gap=gap)
+    """The drop's outcome, counts, quarantine, gap and snapshot pointers, in one transaction."""
+    manifest, drop = ctx.manifest, ctx.drop
+    with state.connect(ctx.state_dir) as con:
+        state.record_drop(
+            con,
+            extract_id=drop.extract_id,
+            sequence=manifest.sequence if manifest else None,
+            extracted_at=manifest.extracted_at if manifest else None,
+            window=(manifest.window_from, manifest.window_to) if manifest else None,
+            outcome=drop.outcome,
+            reason=drop.reason,
+            processed_at=ctx.as_of,
+            counts=_counts_json(drop),
+            quarantine=quarantine,
+            snapshots=snapshots,
+            gap=ctx.gap if manifest else None,
+        )
 
 
-def _record_on(
-    con: duckdb.DuckDBPyConnection,
-    manifest: Manifest,
-    drop: DropReport,
-    as_of: datetime,
-    *,
-    quarantine: pl.DataFrame | None = None,
-    snapshots: dict[str, Path] | None = None,
-    gap: tuple[int, int] | None = None,
-) -> None:
-    state.record_drop(
-        con,
-        extract_id=manifest.extract_id,
-        sequence=manifest.sequence,
-        extracted_at=manifest.extracted_at,
-        window=(manifest.window_from, manifest.window_to),
-        outcome=drop.outcome,
-        reason=drop.reason,
-        processed_at=as_of,
-        counts=_counts_json(drop),
-        quarantine=quarantine,
-        snapshots=snapshots,
-        gap=gap,
-    )
-
-
-def _reject(
-    state_dir: Path,
-    extract_id: str,
-    manifest: Manifest | None,
-    exc: DropRejected,
-    as_of: datetime,
-    *,
-    files: list[FileCounts],
-    gap: tuple[int, int] | None = None,
-    warnings: list[str] | None = None,
-) -> DropReport:
-    drop = DropReport(extract_id=extract_id, outcome="rejected", reason=exc.reason,
-                      sequence=manifest.sequence if manifest else None, files=files,
-                      warnings=warnings or [])
-    log.warning("drop %s rejected: %s", extract_id, exc.reason)
+def _reject(ctx: DropContext, exc: DropRejected) -> DropReport:
+    """Record the drop as rejected, with one quarantine row naming the file and the reason."""
+    drop = ctx.drop
+    drop.outcome, drop.reason = DropOutcome.REJECTED, exc.reason
+    log.warning("drop %s rejected: %s", drop.extract_id, exc.reason)
     quarantine = pl.DataFrame(
         {"file": [exc.file], "source_row": [None], "column_name": [None], "rule": [exc.rule],
          "reason": [exc.reason]},
         schema={"file": pl.String, "source_row": pl.Int64, "column_name": pl.String, "rule": pl.String,
                 "reason": pl.String},
     )
-    if manifest is None:
-        with state.connect(state_dir) as con:
-            state.record_drop(
-                con, extract_id=extract_id, sequence=None, extracted_at=None, window=None,
-                outcome="rejected", reason=exc.reason, processed_at=as_of, counts=_counts_json(drop),
-                quarantine=quarantine,
-            )
-    else:
-        _record(state_dir, manifest, drop, as_of, quarantine=quarantine, gap=gap)
+    _record(ctx, quarantine=quarantine)
     return drop

@@ -12,16 +12,25 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from mvg_sync.fileperms import private_file
+from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.ingest.faults import is_machine_error
 from mvg_sync.ingest.manifest import DropRejected
 
-# 1 MB: a chunk stays in cache between hashing and transcoding (8 MB measured ~25% slower)
+# 1 MB: a chunk stays in cache between hashing and the encoding probes (8 MB measured ~25% slower)
 CHUNK = 1 << 20
 UTF8_BOM = b"\xef\xbb\xbf"
 # In windows-1252 Swedish text `Ã`/`Â` followed by a C1/Latin-1 symbol is mojibake: these
 # byte pairs are how UTF-8 writes å, ä, ö, é, … (e.g. `Ã¤` = ä).
 UTF8_PAIR = re.compile(rb"[\xc2-\xc3][\x80-\xbf]")
+# windows-1252 leaves these bytes undefined: Python's strict decode refuses them, and so does
+# ingest (the drop is rejected naming the first one's offset).
+UNDEFINED_CP1252 = tuple(bytes([b]) for b in b"\x81\x8d\x8f\x90\x9d")
+# windows-1252 differs from latin-1 only in bytes 0x80-0x9F (`€`, `–`, `”`, …). A file without
+# them is the same text in both, and DuckDB reads latin-1 natively; DuckDB's latin-1 reader
+# refuses these bytes ("File is not latin-1 encoded", measured on DuckDB 2.0.1), so a file
+# holding one is transcoded to UTF-8 in Python first (issue 12: the transcode of every file
+# was 16 % of ingest; Cosmic text rarely holds these bytes).
+C1_BYTES = tuple(bytes([b]) for b in range(0x80, 0xA0))
 
 
 @dataclass(frozen=True)
@@ -34,14 +43,14 @@ class FileScan:
     ends_with_newline: bool
     utf8_pair_offset: int | None  # first UTF-8 multibyte pair in a windows-1252 file
     undefined_offset: int | None = None  # first byte windows-1252 leaves undefined
-    utf8_copy: Path | None = None  # the windows-1252 file transcoded to UTF-8
+    has_c1: bool = False  # a windows-1252 file holds a byte in 0x80-0x9F
 
 
-def scan_file(path: Path, encoding: str, utf8_copy: Path | None = None) -> FileScan:
+def scan_file(path: Path, encoding: str) -> FileScan:
     """sha256 over the bytes in 1 MB chunks, plus the cheap encoding probes on the way.
 
-    For a windows-1252 file the same pass writes `utf8_copy`: DuckDB reads only UTF-8 and
-    latin-1 natively, and its latin-1 path measured 3x slower than transcoding here.
+    Each probe is a memchr-speed `in`/`find` per chunk (about 0.5 ms per MB for all of them,
+    where the Python cp1252 transcode measured 1.4 ms per MB before writing it out).
     """
     digest = hashlib.sha256()
     size = 0
@@ -49,31 +58,27 @@ def scan_file(path: Path, encoding: str, utf8_copy: Path | None = None) -> FileS
     last = b""
     pair_offset: int | None = None
     undefined_offset: int | None = None
-    check_pairs = encoding == "windows-1252"
-    out = utf8_copy.open("wb") if (utf8_copy is not None and check_pairs) else None
-    if out is not None:
-        private_file(utf8_copy)  # a copy of the drop, personnummer included (issue 14)
+    has_c1 = False
+    windows = encoding == "windows-1252"
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
-            if out is not None and undefined_offset is None:
-                try:
-                    # single-byte encoding: chunk borders never split a character
-                    out.write(chunk.decode("cp1252").encode("utf-8"))
-                except UnicodeDecodeError as exc:
-                    undefined_offset = size + exc.start
+            if windows and not has_c1:
+                has_c1 = any(b in chunk for b in C1_BYTES)
+            if has_c1 and undefined_offset is None:
+                found = [at for b in UNDEFINED_CP1252 if (at := chunk.find(b)) >= 0]
+                if found:
+                    undefined_offset = size + min(found)
             if not first:
                 first = chunk[:3]
             # memchr-fast pre-test; the regex only runs on the rare chunk holding Â/Ã
-            if check_pairs and pair_offset is None and (b"\xc3" in chunk or b"\xc2" in chunk):
+            if windows and pair_offset is None and (b"\xc3" in chunk or b"\xc2" in chunk):
                 window = last[-1:] + chunk
                 match = UTF8_PAIR.search(window)
                 if match:
                     pair_offset = size - len(last[-1:]) + match.start()
             size += len(chunk)
             last = chunk[-2:]
-    if out is not None:
-        out.close()
     return FileScan(
         sha256=digest.hexdigest(),
         size=size,
@@ -81,8 +86,37 @@ def scan_file(path: Path, encoding: str, utf8_copy: Path | None = None) -> FileS
         ends_with_newline=last.endswith(b"\n"),
         utf8_pair_offset=pair_offset,
         undefined_offset=undefined_offset,
-        utf8_copy=utf8_copy if out is not None else None,
+        has_c1=has_c1,
     )
+
+
+@dataclass(frozen=True)
+class CsvSource:
+    """The bytes DuckDB parses for one Cosmic file, and the encoding DuckDB reads them in."""
+
+    name: str  # the file's name in the drop (errors name it, never the copy)
+    path: Path
+    encoding: str  # "utf-8" or "latin-1", DuckDB's names
+
+
+def csv_source(path: Path, encoding: str, scan: FileScan, tmp: Path) -> CsvSource:
+    """What DuckDB reads: the file itself, or for a windows-1252 file holding 0x80-0x9F bytes
+    its UTF-8 copy written under `tmp` (owner-only: it holds personnummer, issue 14).
+
+    Call after `check_bytes`: a file with bytes undefined in windows-1252 has no copy.
+    """
+    if encoding == "utf-8":
+        return CsvSource(path.name, path, "utf-8")
+    if not scan.has_c1:
+        return CsvSource(path.name, path, "latin-1")  # latin-1 = windows-1252 on every byte it holds
+    copy = tmp / path.name
+    private_dir(tmp)
+    with path.open("rb") as src, copy.open("wb") as out:
+        private_file(copy)
+        while chunk := src.read(CHUNK):
+            # single-byte encoding: chunk borders never split a character
+            out.write(chunk.decode("cp1252").encode("utf-8"))
+    return CsvSource(path.name, copy, "utf-8")
 
 
 class CsvParseError(DropRejected):
@@ -159,14 +193,6 @@ def read_header(path: Path, encoding: str) -> list[str]:
     return names
 
 
-def read_raw(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, scan: FileScan) -> pl.DataFrame:
-    """The file as a frame of nullable strings, header names as Cosmic wrote them.
-
-    Raises DropRejected naming the file and what was wrong (never a value from it).
-    """
-    return pl.concat(iter_raw_batches(con, path, encoding, scan, batch_rows=1 << 30))
-
-
 def check_bytes(path: Path, encoding: str, scan: FileScan) -> list[str]:
     """The byte-level checks of one file before parsing; its header names, or DropRejected."""
     name = path.name
@@ -190,51 +216,53 @@ def check_bytes(path: Path, encoding: str, scan: FileScan) -> list[str]:
 
 
 def iter_raw_batches(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    encoding: str,
-    scan: FileScan,
-    *,
-    batch_rows: int,
-    names: list[str] | None = None,
+    con: duckdb.DuckDBPyConnection, source: CsvSource, names: list[str], *, batch_rows: int
 ) -> Iterator[pl.DataFrame]:
-    """The file's rows in file order, as frames of at most `batch_rows` nullable strings.
+    """The file's rows in file order, as frames of `batch_rows` nullable strings (the last
+    one fewer), header names as Cosmic wrote them.
 
-    Memory is bounded by a batch, not the file. At least one frame comes (a header-only
-    file gives one empty frame). The byte checks run first unless the caller did them and
-    passes the header `names`; a parse error raises DropRejected when its batch is reached.
+    Memory is bounded by a batch, not the file. At least one frame comes (a header-only file
+    gives one empty frame). `names` is the header `check_bytes` read; a parse error raises
+    CsvParseError (a DropRejected naming the file, never a value) when its batch is reached.
+    DuckDB's Arrow reader yields batches of about 27 k rows whatever size is asked (issue 12),
+    so they are gathered here into one frame of the intended size: the normaliser runs once
+    per `batch_rows`, not 37 times per million rows.
     """
-    name = path.name
-    if names is None:
-        names = check_bytes(path, encoding, scan)
-    source, source_encoding = csv_source(path, encoding, scan)
     # explicit dialect and columns, every column a string: typing is the normaliser's job
-    params = {"path": str(source), "encoding": source_encoding, "columns": dict.fromkeys(names, "VARCHAR"),
-              "max_line_size": MAX_ROW_BYTES}
+    params = {"path": str(source.path), "encoding": source.encoding,
+              "columns": dict.fromkeys(names, "VARCHAR"), "max_line_size": MAX_ROW_BYTES}
+    # DuckDB draws a progress bar on stdout for a query open over 2 s, and the query stays open
+    # while its batches are normalised: the bar would land in `mvg-sync ... --json` output.
+    con.execute("SET enable_progress_bar = false")
     try:
         reader = con.sql(_READ_CSV, params=params).to_arrow_reader(batch_rows)
+        pending: list[pa.RecordBatch] = []
+        held = 0
         empty = True
         for batch in reader:
-            if batch.num_rows:
-                empty = False
-                yield pl.DataFrame(pl.from_arrow(batch))
-        if empty:
-            yield pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+            while batch.num_rows:
+                take = min(batch.num_rows, batch_rows - held)
+                pending.append(batch.slice(0, take))
+                held += take
+                batch = batch.slice(take)
+                if held == batch_rows:
+                    empty = False
+                    yield _frame(pending)
+                    pending, held = [], 0
+        if held or empty:
+            yield _frame(pending) if held else pl.DataFrame(schema=dict.fromkeys(names, pl.String))
     # OSError too: a parse error past the first batch reaches here through Arrow as one
     except (duckdb.Error, pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
         if is_machine_error(exc):
             raise  # a full disk while DuckDB spills is no fault of the file
         reason, line_ends = _safe_duckdb_reason(exc)
-        raise CsvParseError(f"{name}: {reason}", file=name, mixed_line_ends_possible=line_ends) from None
+        raise CsvParseError(f"{source.name}: {reason}", file=source.name, mixed_line_ends_possible=line_ends) from None
 
 
-def csv_source(path: Path, encoding: str, scan: FileScan) -> tuple[Path, str]:
-    """The bytes DuckDB parses and their encoding: the UTF-8 copy when there is one."""
-    if scan.utf8_copy is not None:
-        return scan.utf8_copy, "utf-8"
-    if encoding == "utf-8":
-        return path, "utf-8"
-    return path, "latin-1"  # no transcoded copy (a caller that scanned without one)
+def _frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
+    """One Polars frame of DuckDB's Arrow batches (Polars copies Arrow strings into its own
+    string views once, here; no other copy of the raw rows is made)."""
+    return pl.DataFrame(pl.from_arrow(pa.Table.from_batches(batches)))
 
 
 def copy_with_lf_row_ends(source: Path, out: Path) -> bool:

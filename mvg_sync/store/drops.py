@@ -225,6 +225,19 @@ def quarantined_keys(con: Connection, extract_id: str, file: str) -> list[str]:
     ]
 
 
+def quarantine_rows(con: Connection, extract_id: str, file: str) -> pl.DataFrame:
+    """The quarantine rows one drop recorded for one file, as ingest made them (issue 12: a file
+    equal to the previous accepted drop's is not parsed again, and its rows are recorded anew)."""
+    rows = con.execute(
+        "SELECT source_row, record_key, column_name, rule, reason FROM quarantine "
+        "WHERE extract_id = ? AND file = ? ORDER BY source_row, column_name",
+        [extract_id, file],
+    ).fetchall()
+    schema = {"source_row": pl.Int64, "record_key": pl.String, "column_name": pl.String, "rule": pl.String,
+              "reason": pl.String}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
 def load_snapshot(state_dir: Path, dataset: str) -> pl.DataFrame | None:
     """The latest accepted snapshot of a dataset (design.md names), or None before the first."""
     try:

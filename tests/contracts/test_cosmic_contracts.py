@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from contracts.cosmic import COSMIC_MODELS, validate_raw
-from mvg_sync.ingest import testing as t
-from mvg_sync.ingest.columns import LAYOUT_BY_FILE
+from mvg_sync.cosmic_columns import LAYOUT_BY_FILE
+from tests import cosmic_drops as t
 
 
 def raw(file: str) -> pl.DataFrame:

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from contracts.snapshots import SNAPSHOT_MODELS, SnapshotContractError, validate_snapshot
+from mvg_sync.cosmic_columns import LAYOUT_BY_DATASET
 from mvg_sync.generator.personnummer import luhn_check_digit
-from mvg_sync.ingest import testing as t
-from mvg_sync.ingest.columns import LAYOUT_BY_DATASET
 from mvg_sync.ingest.normalise import normalise
 from mvg_sync.rules.patient_id import normalise_one
+from tests import cosmic_drops as t
 
 
 def snapshot(dataset: str) -> pl.DataFrame:

@@ -61,26 +61,28 @@ def test_a_real_sync_and_report_write_only_owner_only_files(tmp_path, prefect_ha
 
 
 def test_landing_copies_are_owner_only_while_they_exist(tmp_path, monkeypatch, loose_umask):
-    """The UTF-8 copy of a windows-1252 drop lives in the state folder only during ingest."""
-    from mvg_sync.generator import generate_region, write_drop
+    """The UTF-8 copy of a windows-1252 file holding 0x80-0x9F bytes (DuckDB's latin-1 reader
+    refuses them) lives in the state folder only during ingest."""
+    from tests import cosmic_drops as t
 
     seen: dict[str, int] = {}
-    real_scan = pipeline.scan_file
+    real_source = pipeline.csv_source
 
-    def watching_scan(path, encoding, utf8_copy=None):
-        scan = real_scan(path, encoding, utf8_copy)
-        assert utf8_copy is not None
-        for entry in (utf8_copy.parent.parent, utf8_copy.parent, utf8_copy):
-            if entry.exists():
+    def watching_source(path, encoding, scan, tmp):
+        source = real_source(path, encoding, scan, tmp)
+        for entry in (tmp.parent, tmp, source.path):
+            if entry.exists() and tmp_path / "state" in (entry, *entry.parents):
                 seen[str(entry.relative_to(tmp_path))] = stat.S_IMODE(entry.stat().st_mode)
-        return scan
+        return source
 
-    monkeypatch.setattr(pipeline, "scan_file", watching_scan)
-    region = generate_region(seed=3, n_bookings=40, as_of=AS_OF)
-    write_drop(region, tmp_path / "landing")
-    pipeline.ingest_pending(tmp_path / "landing", tmp_path / "state", as_of=AS_OF)
+    monkeypatch.setattr(pipeline, "csv_source", watching_source)
+    files = t.default_files(5)
+    files["bokningar.csv"][0]["Namn"] = "Öberg – Åsa"  # en dash: byte 0x96 in windows-1252
+    t.write_drop(tmp_path / "landing", 1, files)
+    report = pipeline.ingest_pending(tmp_path / "landing", tmp_path / "state", as_of=AS_OF)
+    assert [d.outcome for d in report.drops] == ["accepted"]
     copies = {p: m for p, m in seen.items() if p.endswith(".csv")}
-    assert copies, seen  # the drop was windows-1252: copies were written and watched
+    assert list(copies) == ["state/tmp/20261126T080100-000001/bokningar.csv"], seen  # only that file
     assert _open_to_others(seen) == {}
     assert _open_to_others(_modes(tmp_path / "state")) == {}
 

@@ -14,8 +14,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from mvg_sync.ingest import describe_state, ingest_drop, ingest_pending
-from mvg_sync.ingest import testing as t
 from mvg_sync.store.drops import load_snapshot
+from tests import cosmic_drops as t
 
 AS_OF = datetime(2026, 11, 26, 7, 10, tzinfo=UTC)
 DATASETS = ("bookings", "booking_bases", "events", "slots", "units", "care_services")
@@ -486,13 +486,21 @@ def _break_snapshot_contract(monkeypatch: pytest.MonkeyPatch, error: Exception) 
     monkeypatch.setattr(contracts.snapshots, "validate_snapshot", breaking)
 
 
+def _bookings_changed() -> dict[str, list[dict[str, str | None]]]:
+    """The default drop with one booking's text changed: bokningar.csv is parsed again (a file
+    equal to the previous accepted drop's reuses its snapshot, contract already passed)."""
+    files = t.default_files()
+    files["bokningar.csv"][0]["Bokningsinformation"] = "Bokning via webbtidbok"
+    return files
+
+
 def test_snapshot_contract_failure_rejects_the_drop_and_later_drops_still_sync(base, monkeypatch):
     from contracts.snapshots import SnapshotContractError
 
     landing, state, before = base
     # a check name is never a value; the mask is the safe side should one ever carry a value
     _break_snapshot_contract(monkeypatch, SnapshotContractError("bookings: patient_id: str_matches 19581124-3268"))
-    t.write_drop(landing, 2)
+    t.write_drop(landing, 2, _bookings_changed())
     reason = rejected(landing, state)
     assert reason == "bokningar.csv: breaks the snapshot contract (bookings: patient_id: str_matches XXXXXXXX-XXXX)"
     rows = [q for q in quarantine(state) if q["extract_id"] == "20261126T080200-000002"]
@@ -513,7 +521,7 @@ def test_unexpected_error_in_one_drop_rejects_it_as_internal_error_and_logs_the_
 
     landing, state, before = base
     _break_snapshot_contract(monkeypatch, RuntimeError("bug near 19581124-3268"))
-    t.write_drop(landing, 2)
+    t.write_drop(landing, 2, _bookings_changed())
     with caplog.at_level("ERROR", logger="mvg_sync.ingest.pipeline"):
         assert rejected(landing, state) == "internal error: RuntimeError"
     assert [q["rule"] for q in quarantine(state) if q["extract_id"] == "20261126T080200-000002"] == ["internal"]

@@ -10,8 +10,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from mvg_sync.ingest import ingest_pending, pipeline
-from mvg_sync.ingest import testing as t
 from mvg_sync.store.drops import load_snapshot
+from tests import cosmic_drops as t
 
 AS_OF = datetime(2026, 11, 26, 7, 10, tzinfo=UTC)
 DATASETS = ("bookings", "booking_bases", "events", "slots", "units", "care_services")

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from mvg_sync.ingest import ingest_drop, ingest_pending, pipeline
-from mvg_sync.ingest import testing as t
 from mvg_sync.ingest.faults import IngestInterrupted, is_machine_error
 from mvg_sync.store import drops as state_store
 from mvg_sync.store.drops import load_snapshot
+from tests import cosmic_drops as t
 
 AS_OF = datetime(2026, 11, 26, 7, 10, tzinfo=UTC)
 DROP = "20261126T080200-000002"
@@ -70,7 +70,10 @@ def base(tmp_path: Path) -> tuple[Path, Path]:
     landing, state = tmp_path / "landing", tmp_path / "state"
     t.write_drop(landing, 1)
     assert [d.outcome for d in ingest_pending(landing, state, as_of=AS_OF).drops] == ["accepted"]
-    t.write_drop(landing, 2)
+    # bookings changed: parsed again (an unchanged file would reuse drop 1's snapshot, issue 12)
+    files = t.default_files()
+    files["bokningar.csv"][0]["Bokningsinformation"] = "Bokning via webbtidbok"
+    t.write_drop(landing, 2, files)
     return landing, state
 
 

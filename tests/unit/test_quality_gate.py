@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mvg_sync.ingest import ingest_pending
-from mvg_sync.ingest.testing import default_files, write_drop
 from mvg_sync.quality import gate
 from mvg_sync.quality.checkpoint import PROFILE_SCHEMA, run_checkpoint
 from mvg_sync.quality.document import VerdictMismatch, document_drops, pending, profile_path
+from tests.cosmic_drops import default_files, write_drop
 
 AS_OF = datetime(2026, 11, 26, 8, 10, tzinfo=ZoneInfo("Europe/Stockholm"))
 DATASETS = ["bookings", "booking_bases", "events", "slots", "units", "care_services"]

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from mvg_sync.ingest.columns import LAYOUT_BY_FILE
+from mvg_sync.cosmic_columns import LAYOUT_BY_FILE
 
 UNIT = "SE2321000233-HC01"
 STAFF = "SE2321000233-R001"

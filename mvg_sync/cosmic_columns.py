@@ -1,4 +1,8 @@
-"""Cosmic file layouts: header names, required flags and how each column is normalised."""
+"""Cosmic file layouts: header names, required flags and how each column is normalised.
+
+Outside `mvg_sync.ingest` so `contracts/` builds its raw-file models from the same layouts
+without importing the ingest package (issue 12 item 6).
+"""
 
 from __future__ import annotations
 
