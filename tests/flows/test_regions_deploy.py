@@ -201,8 +201,11 @@ def _ensure_work_pool() -> None:
             ))
 
 
-def deploy_regions(regions_file: Path, out: Path) -> subprocess.CompletedProcess:
-    """`mvg-sync setup-prefect --regions`, `mvg-sync deployments --regions`, `prefect deploy`, as documented."""
+def deploy_regions(regions_file: Path, out: Path, edit=None) -> subprocess.CompletedProcess:
+    """`mvg-sync setup-prefect --regions`, `mvg-sync deployments --regions`, `prefect deploy`, as documented.
+
+    `edit(path)`, if given, changes the generated file before it is deployed.
+    """
     from prefect.settings import PREFECT_API_URL
 
     secret = ("CLINIC24_CLIENT_SECRET_", "MVG_STATE_PASSWORD_")
@@ -215,6 +218,8 @@ def deploy_regions(regions_file: Path, out: Path) -> subprocess.CompletedProcess
         done = subprocess.run([str(bin_dir / "mvg-sync"), *args], cwd=REPO, env=base, capture_output=True,
                               text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+    if edit is not None:
+        edit(out)
     # the deploying shell holds no secrets: they are in the blocks now
     env = {k: v for k, v in base.items() if not k.startswith(("CLINIC24_", "MVG_"))}
     return subprocess.run(
