@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("deployments", "write a prefect.yaml with every deployment once per region of a region file")
     p.add_argument("--regions", metavar="FILE", required=True, help="the region file, e.g. deploy/regions.toml")
     p.add_argument("--out", metavar="FILE", help="where to write it (e.g. prefect.regions.yaml); default stdout")
+    p.add_argument("--template", metavar="FILE",
+                   help="the deployments to repeat per region; default prefect.yaml "
+                        "(deploy/kubernetes/prefect.yaml for Kubernetes workers)")
     return parser
 
 

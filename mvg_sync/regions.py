@@ -170,6 +170,8 @@ def render_deployments(regions: list[Region], template: Path = TEMPLATE) -> str:
                 if match:
                     env[name] = "{{ prefect.variables." + region_variable(match.group(1), region.code) + " }}"
             env["MVG_REGION"] = region.code
+            # per-region names in the pool's other job variables (e.g. Kubernetes volume claims)
+            pool["job_variables"] = _fill_region(pool["job_variables"], region.code)
             deployments.append(d)
     document = {key: value for key, value in base.items() if key not in ("definitions", "deployments")}
     document["deployments"] = deployments
@@ -180,6 +182,14 @@ def render_deployments(regions: list[Region], template: Path = TEMPLATE) -> str:
         f"# Regions: {', '.join(r.code for r in regions)}\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
+
+
+def _fill_region(value, code: str):
+    if isinstance(value, dict):
+        return {key: _fill_region(item, code) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill_region(item, code) for item in value]
+    return value.replace("{region}", code) if isinstance(value, str) else value
 
 
 @dataclass
@@ -251,7 +261,8 @@ def _is_loopback(region: Region) -> bool:
 def deployments_command(args: argparse.Namespace) -> int:
     """`mvg-sync deployments --regions FILE [--out FILE]`."""
     try:
-        text = render_deployments(load_regions(Path(args.regions)))
+        template = Path(args.template) if getattr(args, "template", None) else TEMPLATE
+        text = render_deployments(load_regions(Path(args.regions)), template)
     except RegionFileError as exc:
         sys.stderr.write(f"deployments: {exc}\n")
         return 1

@@ -272,3 +272,43 @@ def test_each_region_gets_its_own_deployments_queue_limits_and_secrets(regions_e
     # one limit per region: a region's running sync never holds another's back
     assert limits["gavleborg"].limit == limits["vastra-gotaland"].limit == 1
     assert limits["gavleborg"].id != limits["vastra-gotaland"].id
+
+
+def test_kubernetes_pool_template_and_deployments_fit_together(regions_env, tmp_path):
+    """docs/scaling.md's move to Kubernetes: the pool's template and the generated deployments."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    template = json.loads((REPO / "deploy" / "kubernetes" / "base-job-template.json").read_text())
+    declared = set(template["variables"]["properties"])
+    used = set(re_placeholders(json.dumps(template["job_configuration"])))
+    assert used <= declared, used - declared
+
+    regions = load_regions(_two_regions(tmp_path))
+    document = yaml.safe_load(render_deployments(regions, REPO / "deploy" / "kubernetes" / "prefect.yaml"))
+    assert len(document["deployments"]) == 6
+    for deployment in document["deployments"]:
+        code = deployment["work_pool"]["work_queue_name"]
+        variables = deployment["work_pool"]["job_variables"]
+        assert deployment["work_pool"]["name"] == "mvg-sync-k8s"
+        assert set(template["variables"]["required"]) <= set(variables)
+        assert variables["state_claim"] == f"mvg-sync-{code}-state" and variables["region"] == code
+        assert variables["env"]["MVG_STATE_DIR"] == "/data/state"
+        assert variables["env"]["CLINIC24_BASE_URL"] == "{{ prefect.variables.clinic24_base_url_" + \
+            code.replace("-", "_") + " }}"
+    assert document["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == "/opt/mvg-sync"
+
+    # the server takes the template as a pool's (it checks every placeholder is a variable)
+    with get_client(sync_client=True) as client:
+        pool = client.create_work_pool(WorkPoolCreate(name="mvg-sync-k8s-check", type="kubernetes",
+                                                      base_job_template=template))
+        try:
+            assert pool.base_job_template["variables"]["required"] == template["variables"]["required"]
+        finally:
+            client.delete_work_pool("mvg-sync-k8s-check")
+
+
+def re_placeholders(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\{\{\s*([a-z_]+)\s*\}\}", text)
