@@ -6,7 +6,7 @@ snapshot Parquet, everything else). The syncs report to one Prefect test server 
 as a deployment's runs report to the shared server, so the server's cost is not the region's.
 The initial load runs with the sandbox's rate limit off (its push rate is bench.initial_load's);
 the steady cycle (the next drop, ~1,000 changes) with it on; then
-a run with nothing to do, which is what most scheduled runs are. docs/scaling.md has the figures.
+a run with nothing to do, which is what most scheduled runs are; then `mvg-sync report`. docs/scaling.md has the figures.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ def _size(path: Path, pattern: str = "**/*") -> int:
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file())
 
 
-def _sync(env: dict, as_of) -> dict:
+def _sync(env: dict, as_of, command: str = "sync") -> dict:
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "mvg_sync.cli", "sync", "--as-of", as_of.isoformat()],
+    process = subprocess.Popen([sys.executable, "-m", "mvg_sync.cli", command, "--as-of", as_of.isoformat()],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise SystemExit(f"sync exited {code}: {stderr[-2000:]}")
+        raise SystemExit(f"{command} exited {code}: {stderr[-2000:]}")
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
@@ -73,6 +73,8 @@ def measure(n: int, root: Path) -> dict:
             out["cycle"] = _sync(env, later)
             # a run with no new drop: what every scheduled run costs a region between drops
             out["idle"] = _sync(env, later + timedelta(minutes=1))
+            # the four control reports for the day of the drops (the 06:00 flow's work)
+            out["report"] = _sync(env, later + timedelta(days=1), command="report")
     finally:
         sandbox.stop()
     out["load_after"] = os.getloadavg()
