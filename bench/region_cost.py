@@ -1,7 +1,7 @@
 """What one region costs (issue 15.4): initial load and one steady cycle as `mvg-sync sync` processes.
 
 Per run: wall seconds, CPU seconds (user + system of the sync process and its children) and
-peak RSS of the sync process, measured with wait4; then the state's size (DuckDB file,
+peak RSS of the sync process, measured with wait4 from a small parent; then the state's size (DuckDB file,
 snapshot Parquet, everything else). The syncs report to one Prefect test server started here,
 as a deployment's runs report to the shared server, so the server's cost is not the region's.
 The initial load runs with the sandbox's rate limit off (its push rate is bench.initial_load's);
@@ -12,11 +12,11 @@ a run with nothing to do, which is what most scheduled runs are; then `mvg-sync 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,17 +28,29 @@ def _size(path: Path, pattern: str = "**/*") -> int:
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file())
 
 
+# A forked child's ru_maxrss starts at its parent's RSS, and this process holds the generated
+# region: a small interpreter starts the command and reports its rusage instead.
+WRAPPER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+_, status, usage = os.wait4(process.pid, 0)
+print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "peak_rss_mb": usage.ru_maxrss / 1024, "code": os.waitstatus_to_exitcode(status),
+                  "stderr": process.stderr.read().decode(errors="replace")[-2000:]}))
+"""
+
+
 def _sync(env: dict, as_of, command: str = "sync") -> dict:
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "mvg_sync.cli", command, "--as-of", as_of.isoformat()],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{command} exited {code}: {stderr[-2000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, sys.executable, "-m", "mvg_sync.cli", command, "--as-of", as_of.isoformat()],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    figures = json.loads(done.stdout)
+    if figures.pop("code") != 0:
+        raise SystemExit(f"{command} failed: {figures['stderr']}")
+    figures.pop("stderr")
+    return figures
 
 
 def measure(n: int, root: Path) -> dict:
