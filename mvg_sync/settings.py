@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     retention_days: int = Field(60, alias="MVG_RETENTION_DAYS", ge=1)
     # Issue 15: absent (or empty, as a deployment templates a missing Variable) = the DuckDB
     # file in MVG_STATE_DIR; `postgresql://user@host:5432/db` = the store on that server.
-    state_url: str | None = Field(None, alias="MVG_STATE_URL")
+    state_url: str | None = Field(None, alias="MVG_STATE_URL", repr=False)  # may hold a password
     state_password: SecretStr | None = Field(None, alias="MVG_STATE_PASSWORD", repr=False)
     # One schema per region when regions share a database (deploy/regions.toml).
     state_schema: str | None = Field(None, alias="MVG_STATE_SCHEMA")
