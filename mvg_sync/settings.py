@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,21 +40,34 @@ def region_variable(base: str, region: str | None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, for logs, status and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with any password (user info or libpq's `password=` parameter) as `***`, for logs."""
+    bare, password = split_password(url)
+    if password is None:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
+    parts = urlsplit(bare)
+    if urlsplit(url).password is not None:
+        user, host = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if "password=" in urlsplit(url).query:
+        parts = parts._replace(query="&".join(filter(None, [parts.query, "password=***"])))
+    return urlunsplit(parts)
 
 
 def split_password(url: str) -> tuple[str, str | None]:
-    """(the URL without its password, the password or None): the first may be shown anywhere."""
+    """(the URL without its password, the password or None): the first may be shown anywhere.
+
+    The password may be in the user info or, as libpq also accepts, a `password=` parameter.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    user_info, host = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=user_info.split(":", 1)[0] + "@" + host)), unquote(parts.password)
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None:
+        user_info, host = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=user_info.split(":", 1)[0] + "@" + host)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        password = password or next(value for key, value in query if key == "password")
+        parts = parts._replace(query=urlencode([(k, v) for k, v in query if k != "password"]))
+    return urlunsplit(parts), password
 
 
 class MissingSetting(RuntimeError):
@@ -153,7 +166,7 @@ class Settings(BaseSettings):
         The password comes from the URL itself (a local `.env`), MVG_STATE_PASSWORD, or the
         Secret block `mvg-state-password[-<region>]` (a deployment); none of them: libpq's own
         (PGPASSWORD, ~/.pgpass, trust). The result must never be logged: use state_url_shown.
-        With MVG_STATE_SCHEMA the session's search_path is that schema (libpq `options`).
+        The schema is the store's to apply (MVG_STATE_SCHEMA, or `?schema=` in the URL).
         """
         if not self.state_url:
             return None
@@ -166,9 +179,6 @@ class Settings(BaseSettings):
         if password is not None:
             user, host = parts.netloc.rsplit("@", 1) if "@" in parts.netloc else ("", parts.netloc)
             parts = parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}")
-        if self.state_schema and "search_path" not in parts.query:
-            option = f"options={quote(f'-csearch_path={self.state_schema}', safe='')}"
-            parts = parts._replace(query=f"{parts.query}&{option}" if parts.query else option)
         return urlunsplit(parts)
 
     @property

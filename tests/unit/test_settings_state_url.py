@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from pydantic import ValidationError
@@ -55,7 +55,7 @@ def test_password_from_the_environment_is_quoted_into_the_dsn(monkeypatch):
     settings = load_settings()
     parts = urlsplit(settings.state_dsn())
     assert (parts.username, unquote(parts.password), parts.hostname, parts.path) == ("mvg", PASSWORD, "db.internal", "/mvg")
-    assert parse_qs(parts.query)["options"] == ["-csearch_path=gavleborg"]
+    assert settings.state_schema == "gavleborg" and not parts.query  # the store applies the schema
     assert PASSWORD not in repr(settings)
     assert settings.state_url_shown == "postgresql://mvg@db.internal/mvg"
 
@@ -85,3 +85,10 @@ def test_region_names_of_blocks_and_variables():
     assert region_variable("mvg_landing_dir", "vastra-gotaland") == "mvg_landing_dir_vastra_gotaland"
     assert split_password("postgresql://a:b@h/d") == ("postgresql://a@h/d", "b")
     assert redact_url("postgresql://a@h/d") == "postgresql://a@h/d"
+
+
+def test_a_password_parameter_is_split_off_and_redacted_too():
+    url = "postgresql://mvg@db/mvg?sslmode=require&password=pw%2F1"
+    assert split_password(url) == ("postgresql://mvg@db/mvg?sslmode=require", "pw/1")
+    assert redact_url(url) == "postgresql://mvg@db/mvg?sslmode=require&password=***"
+    assert redact_url("postgresql://mvg:pw@db/mvg") == "postgresql://mvg:***@db/mvg"
