@@ -157,7 +157,7 @@ def render_deployments(regions: list[Region], template: Path = TEMPLATE) -> str:
     deployments = []
     for region in regions:
         for deployment in base["deployments"]:
-            d = copy.deepcopy(deployment)
+            d = {"name": f"{deployment['name']}-{region.code}", **copy.deepcopy(deployment)}
             d["name"] = f"{deployment['name']}-{region.code}"
             d["description"] = f"{region.name}: {deployment.get('description', '')}".strip()
             d["tags"] = [*deployment.get("tags", []), f"region:{region.code}"]
