@@ -29,6 +29,7 @@ COMMANDS = {
     "demo": "mvg_sync.demo:main",
     "generate": "mvg_sync.generator.cli:main",
     "setup-prefect": "mvg_sync.commands:setup_prefect",
+    "deployments": "mvg_sync.regions:deployments_command",
 }
 
 PERIODS = ("yesterday", "last_week")  # the control_reports flow's `period` values
@@ -42,6 +43,10 @@ ENV_CLINIC24 = (
 )
 ENV_GUARD = (
     "  MVG_MAX_CANCEL_SHARE, MVG_CANCEL_GUARD_FLOOR  mass-cancellation guard; default 0.05 and 20"
+)
+ENV_STATE_URL = (
+    "  MVG_STATE_URL      postgresql://user@host/db for the store on a server; unset: the DuckDB file\n"
+    "  MVG_STATE_PASSWORD its password (or in the URL); saved as Secret block mvg-state-password"
 )
 ENV_PREFECT = "  PREFECT_API_URL    a Prefect server to report to; unset: a temporary one for the run"
 
@@ -69,7 +74,11 @@ EPILOGS = {
     "sandbox": _epilog("  runs until stopped (Ctrl-C)", ENV_CLINIC24.replace("Clinic24 API", "unused here")),
     "demo": _epilog("  0 done\n  1 failed"),
     "generate": _epilog("  0 written\n  1 failed", ENV_LANDING),
-    "setup-prefect": _epilog("  0 created\n  1 failed", ENV_STATE, ENV_LANDING, ENV_REPORT, ENV_CLINIC24, ENV_PREFECT),
+    "setup-prefect": _epilog(
+        "  0 created\n  1 failed", ENV_STATE, ENV_LANDING, ENV_REPORT, ENV_CLINIC24, ENV_STATE_URL, ENV_PREFECT,
+        "  with --regions: CLINIC24_CLIENT_SECRET_<REGION>, MVG_STATE_PASSWORD_<REGION> per region",
+    ),
+    "deployments": _epilog("  0 written\n  1 the region file is wrong (every problem is named)"),
 }
 
 
@@ -142,7 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV encoding; default windows-1252 (as Cosmic writes)")
     p.add_argument("--as-of", metavar="T", help="the drop's extract time, ISO date-time with offset")
 
-    add("setup-prefect", "create Prefect blocks and variables from the environment, for deployments")
+    p = add("setup-prefect", "create Prefect blocks and variables from the environment, for deployments")
+    p.add_argument("--regions", metavar="FILE",
+                   help="several regions: their Variables and Secret blocks from this region file "
+                        "(deploy/regions.toml), secrets from CLINIC24_CLIENT_SECRET_<REGION>")
+
+    p = add("deployments", "write a prefect.yaml with every deployment once per region of a region file")
+    p.add_argument("--regions", metavar="FILE", required=True, help="the region file, e.g. deploy/regions.toml")
+    p.add_argument("--out", metavar="FILE", help="where to write it (e.g. prefect.regions.yaml); default stdout")
+    p.add_argument("--template", metavar="FILE",
+                   help="the deployments to repeat per region; default prefect.yaml "
+                        "(deploy/kubernetes/prefect.yaml for Kubernetes workers)")
     return parser
 
 

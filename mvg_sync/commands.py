@@ -208,7 +208,13 @@ def check_unit(state_dir, unit: str) -> None:
 
 
 def setup_prefect(args: argparse.Namespace) -> int:
-    """Create Prefect blocks and variables from the environment."""
+    """Create Prefect blocks and variables from the environment (or a region file)."""
+    if getattr(args, "regions", None):
+        from pathlib import Path
+
+        from mvg_sync.regions import setup_regions
+
+        return setup_regions(Path(args.regions))
     from mvg_sync.deploy import setup_from_environment
 
     return setup_from_environment()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,10 +20,65 @@ SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the documented sandbox 
 # beside the other settings; the secret is a Secret block, masked in the UI and API.
 CLIENT_SECRET_BLOCK = "clinic24-client-secret"  # noqa: S105 - a block name, not a secret
 CLIENT_ID_VARIABLE = "clinic24_client_id"
+# The state database's password, when MVG_STATE_URL names a server: a Secret block like the
+# client secret, so it is never a run parameter, a job variable, a log line or a Variable.
+STATE_PASSWORD_BLOCK = "mvg-state-password"  # noqa: S105 - a block name, not a secret
+
+# A region code names Prefect objects (blocks allow lowercase letters, digits and dashes,
+# Variables also underscores) and deployments, so it is kept to what all of them accept.
+REGION_CODE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+
+
+def region_block(base: str, region: str | None) -> str:
+    """A Secret block's name for `region` (the default single-region setup: the bare name)."""
+    return f"{base}-{region}" if region else base
+
+
+def region_variable(base: str, region: str | None) -> str:
+    """A Prefect Variable's name for `region` (the default single-region setup: the bare name)."""
+    return f"{base}_{region.replace('-', '_')}" if region else base
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (user info or libpq's `password=` parameter) as `***`, for logs."""
+    bare, password = split_password(url)
+    if password is None:
+        return url
+    parts = urlsplit(bare)
+    if urlsplit(url).password is not None:
+        user, host = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if "password=" in urlsplit(url).query:
+        parts = parts._replace(query="&".join(filter(None, [parts.query, "password=***"])))
+    return urlunsplit(parts)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(the URL without its password, the password or None): the first may be shown anywhere.
+
+    The password may be in the user info or, as libpq also accepts, a `password=` parameter.
+    """
+    parts = urlsplit(url)
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None:
+        user_info, host = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=user_info.split(":", 1)[0] + "@" + host)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        password = password or next(value for key, value in query if key == "password")
+        parts = parts._replace(query=urlencode([(k, v) for k, v in query if k != "password"]))
+    return urlunsplit(parts), password
 
 
 class MissingSetting(RuntimeError):
     """A required setting is absent; the message names it."""
+
+
+class InvalidSetting(MissingSetting):
+    """A setting holding a secret is unusable; the message names it, never its value.
+
+    Raised instead of a ValueError, which pydantic would wrap with the input echoed.
+    """
 
 
 class Settings(BaseSettings):
@@ -38,6 +95,47 @@ class Settings(BaseSettings):
     max_cancel_share: float = Field(0.05, alias="MVG_MAX_CANCEL_SHARE", ge=0, le=1)
     cancel_guard_floor: int = Field(20, alias="MVG_CANCEL_GUARD_FLOOR", ge=0)
     retention_days: int = Field(60, alias="MVG_RETENTION_DAYS", ge=1)
+    # Issue 15: absent (or empty, as a deployment templates a missing Variable) = the DuckDB
+    # file in MVG_STATE_DIR; `postgresql://user@host:5432/db` = the store on that server.
+    state_url: str | None = Field(None, alias="MVG_STATE_URL", repr=False)  # may hold a password
+    state_password: SecretStr | None = Field(None, alias="MVG_STATE_PASSWORD", repr=False)
+    # One schema per region when regions share a database (deploy/regions.toml).
+    state_schema: str | None = Field(None, alias="MVG_STATE_SCHEMA")
+    # The region a deployment serves: picks its Secret blocks and Variables (`…-<region>`).
+    # Absent: the single-region setup with the bare names (Gävleborg as deployed today).
+    region: str | None = Field(None, alias="MVG_REGION")
+
+    @field_validator("state_url", "state_schema", "region", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+            # never echo the value: it may hold a password
+            raise InvalidSetting("MVG_STATE_URL must be a postgresql://user@host/db URL, or unset for the "
+                             "DuckDB file in MVG_STATE_DIR")
+        return value
+
+    @field_validator("state_schema")
+    @classmethod
+    def _schema_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("MVG_STATE_SCHEMA must be a lowercase SQL identifier (a-z, 0-9, _)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_code(cls, value: str | None) -> str | None:
+        if value is not None and not REGION_CODE.fullmatch(value):
+            raise ValueError("MVG_REGION must be a region code: lowercase letters, digits and dashes")
+        return value
 
     @field_validator("landing_dir", "state_dir", "report_dir", "clinic24_base_url", mode="before")
     @classmethod
@@ -56,6 +154,32 @@ class Settings(BaseSettings):
     def state_db(self) -> Path:
         """The integration's DuckDB state file."""
         return self.state_dir / "state.duckdb"
+
+    @property
+    def state_url_shown(self) -> str | None:
+        """MVG_STATE_URL as it may be shown: the password, if any, as `***`."""
+        return redact_url(self.state_url) if self.state_url else None
+
+    def state_dsn(self) -> str | None:
+        """The full connection URL for the store, password included; None = the DuckDB file.
+
+        The password comes from the URL itself (a local `.env`), MVG_STATE_PASSWORD, or the
+        Secret block `mvg-state-password[-<region>]` (a deployment); none of them: libpq's own
+        (PGPASSWORD, ~/.pgpass, trust). The result must never be logged: use state_url_shown.
+        The schema is the store's to apply (MVG_STATE_SCHEMA, or `?schema=` in the URL).
+        """
+        if not self.state_url:
+            return None
+        bare, password = split_password(self.state_url)
+        if password is None and self.state_password is not None:
+            password = self.state_password.get_secret_value() or None
+        if password is None:
+            password = _optional_secret(region_block(STATE_PASSWORD_BLOCK, self.region))
+        parts = urlsplit(bare)
+        if password is not None:
+            user, host = parts.netloc.rsplit("@", 1) if "@" in parts.netloc else ("", parts.netloc)
+            parts = parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}")
+        return urlunsplit(parts)
 
     @property
     def is_sandbox(self) -> bool:
@@ -79,10 +203,24 @@ class Settings(BaseSettings):
         if self.is_sandbox:
             return client_id or SANDBOX_CLIENT_ID, secret or SANDBOX_CLIENT_SECRET
         if not client_id:
-            client_id = _from_prefect("variable", CLIENT_ID_VARIABLE, env_name="CLINIC24_CLIENT_ID")
+            client_id = _from_prefect(
+                "variable", region_variable(CLIENT_ID_VARIABLE, self.region), env_name="CLINIC24_CLIENT_ID"
+            )
         if not secret:
-            secret = _from_prefect("secret", CLIENT_SECRET_BLOCK, env_name="CLINIC24_CLIENT_SECRET")
+            secret = _from_prefect(
+                "secret", region_block(CLIENT_SECRET_BLOCK, self.region), env_name="CLINIC24_CLIENT_SECRET"
+            )
         return client_id, secret
+
+
+def _optional_secret(name: str) -> str | None:
+    """A Secret block's value, or None when there is no Prefect API or no such block."""
+    if not _prefect_api_available():
+        return None
+    try:
+        return _from_prefect("secret", name, env_name="MVG_STATE_PASSWORD")
+    except MissingSetting:
+        return None
 
 
 def _from_prefect(kind: str, name: str, *, env_name: str) -> str:
