@@ -263,4 +263,9 @@ def load_settings(**overrides: object) -> Settings:
     to write hold patient data, and the libraries writing them follow the umask (issue 14).
     """
     restrict_umask()
-    return Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    from mvg_sync import store
+
+    # issue 15: the store on PostgreSQL, its password from the URL, MVG_STATE_PASSWORD or the Secret block
+    store.use_url(settings.state_dsn() if settings.state_url else None)
+    return settings

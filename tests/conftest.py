@@ -59,3 +59,6 @@ def _state_backend_from_env(request, monkeypatch):
     if os.environ.get("MVG_TEST_BACKEND") == "postgresql" and "backend" not in request.fixturenames:
         monkeypatch.setenv("MVG_STATE_URL", _pg_schema_url(request))
     yield
+    from mvg_sync import store
+
+    store.use_url(None)  # a URL load_settings configured in this process ends with the test

@@ -66,7 +66,7 @@ from mvg_sync.store.types import Connection
 
 __all__ = [
     "CURRENT", "Connection", "NoStore", "STATE_FILE", "StoreBusy", "StoreTooNew", "Lease", "connect", "lease",
-    "exists", "resolve_path", "state_url", "stored_path", "transaction", "work_connection",
+    "exists", "resolve_path", "state_url", "use_url", "stored_path", "transaction", "work_connection",
 ]
 
 log = logging.getLogger(__name__)
@@ -163,9 +163,26 @@ def _settings(con: duckdb.DuckDBPyConnection, state_dir: Path, memory_limit: str
         con.execute("SET preserve_insertion_order = true")  # source_row relies on file order
 
 
+_CONFIGURED_URL: str | None = None
+
+
+def use_url(url: str | None) -> None:
+    """The process's store URL, password included, as `Settings.state_dsn()` assembles it.
+
+    `load_settings` calls this, so a deployment whose password lives in its Secret block
+    (`mvg-state-password[-<region>]`) reaches the store without the password ever entering
+    the environment, a run parameter or a log; callers keep calling `connect(state_dir)`.
+    """
+    global _CONFIGURED_URL
+    _CONFIGURED_URL = url
+
+
 def state_url(url: str | None = None) -> str | None:
-    """The PostgreSQL URL of the store (`url`, else MVG_STATE_URL; issue 15), or None for the file store."""
-    url = (os.environ.get("MVG_STATE_URL", "") if url is None else url).strip()
+    """The PostgreSQL URL of the store (`url`, else the one settings configured, else MVG_STATE_URL;
+    issue 15), or None for the file store."""
+    if url is None:
+        url = _CONFIGURED_URL if _CONFIGURED_URL is not None else os.environ.get("MVG_STATE_URL", "")
+    url = url.strip()
     if not url:
         return None
     if urlsplit(url).scheme not in ("postgresql", "postgres"):

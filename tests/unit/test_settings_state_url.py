@@ -92,3 +92,18 @@ def test_a_password_parameter_is_split_off_and_redacted_too():
     assert split_password(url) == ("postgresql://mvg@db/mvg?sslmode=require", "pw/1")
     assert redact_url(url) == "postgresql://mvg@db/mvg?sslmode=require&password=***"
     assert redact_url("postgresql://mvg:pw@db/mvg") == "postgresql://mvg:***@db/mvg"
+
+
+def test_the_store_reaches_postgresql_with_the_password_settings_found(monkeypatch):
+    """A deployment's password lives in its Secret block, never in the environment: the store
+    gets the assembled URL from load_settings, and a later load without a URL clears it."""
+    from mvg_sync import store
+
+    monkeypatch.setenv("MVG_STATE_URL", "postgresql://mvg@db.internal/mvg")
+    monkeypatch.setenv("MVG_STATE_PASSWORD", PASSWORD)
+    load_settings()
+    monkeypatch.delenv("MVG_STATE_PASSWORD")
+    assert unquote(urlsplit(store.state_url()).password) == PASSWORD
+    monkeypatch.delenv("MVG_STATE_URL")
+    load_settings()
+    assert store.state_url() is None
