@@ -17,7 +17,8 @@ from prefect.states import Failed
 from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.logfilter import install_pii_filter, one_line
 from mvg_sync.settings import load_settings
-from mvg_sync.sync import cycle, health, store
+from mvg_sync.store import plan_reads
+from mvg_sync.sync import health, runlock, store
 from mvg_sync.timeutil import resolve_as_of, utc_now
 from tasks.ingest import document_drop_quality, ingest_drops, wait_for_drop
 from tasks.sync import (
@@ -74,7 +75,7 @@ def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict
     """
     install_pii_filter()
     settings = load_settings()
-    with cycle.exclusive_run(settings.state_dir) as alone:
+    with runlock.exclusive_run(settings.state_dir) as alone:
         if not alone:
             return {"outcome": "skipped: another sync is running", "steps": {}}
         try:
@@ -105,7 +106,7 @@ def _document_quality(state_dir: Path) -> None:
 def _record_failure(state_dir: Path, cause: str) -> None:
     """The failure's time and one-line cause, for `mvg-sync status` (issue 11.3)."""
     try:
-        with cycle.open_state(state_dir) as con:
+        with plan_reads.open_state(state_dir) as con:
             now = utc_now()
             store.record_run(con, uuid.uuid4().hex[:12], plan_id=None, as_of=now, outcome="failed",
                              counts={"cause": cause}, now=now)
@@ -212,7 +213,7 @@ def _unit_mismatch(bookings, units: list[str], settings) -> str | None:
 
 def _pending_left(state_dir: Path) -> int:
     """Outbox entries still pending after the push: work left, so the run is not "done" (issue 14)."""
-    with cycle.open_state(state_dir) as con:
+    with plan_reads.open_state(state_dir) as con:
         return con.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
 
 
@@ -278,7 +279,7 @@ def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:
         logger.warning("Drop %s rejected in the approval form; it stays held until a newer drop supersedes it.",
                        extract_id)
         return False
-    with cycle.open_state(state_dir) as con:
+    with plan_reads.open_state(state_dir) as con:
         return store.approve(con, extract_id, now=utc_now())
 def _leave_pause() -> None:
     """Put a run the failed form left Paused back to Running, so it can record and end held.

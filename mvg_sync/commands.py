@@ -101,11 +101,12 @@ def check_folders(settings, *, landing: bool = False, state: str | None = None) 
 
 def approve(args: argparse.Namespace) -> int:
     """Release a drop held by the mass-cancellation guard; the next `sync` pushes it."""
-    from mvg_sync.sync import cycle, store
+    from mvg_sync.store import plan_reads
+    from mvg_sync.sync import store
 
     settings = load_settings()
     check_folders(settings, state="read")
-    with cycle.open_state(settings.state_dir) as con:
+    with plan_reads.open_state(settings.state_dir) as con:
         if store.approve(con, args.extract_id, now=utc_now()):
             print(f"Drop {args.extract_id} approved; the next sync pushes it.")
             return EXIT_OK
@@ -127,18 +128,19 @@ def status(args: argparse.Namespace) -> int:
 def redrive(args: argparse.Namespace) -> int:
     """Re-queue dead letters and push them now."""
     from mvg_sync.clinic24.client import Clinic24Client
-    from mvg_sync.sync import cycle, store
+    from mvg_sync.store import plan_reads
+    from mvg_sync.sync import push, store
 
     settings = load_settings()
     check_folders(settings, state="read")
-    with cycle.open_state(settings.state_dir) as con:
+    with plan_reads.open_state(settings.state_dir) as con:
         count = store.redrive(con)
     print(f"{count} dead-lettered changes re-queued")
     if not count:
         return EXIT_OK
     client_id, secret = settings.clinic24_credentials()
     with Clinic24Client(settings.clinic24_base_url, client_id, secret) as client:
-        result = cycle.push_pending(settings.state_dir, client, clock=utc_now)
+        result = push.push_pending(settings.state_dir, client, clock=utc_now)
     print(json.dumps(result))
     return EXIT_OK if not result.get("dead") else EXIT_FAILED
 

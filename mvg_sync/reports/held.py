@@ -27,7 +27,7 @@ HELD_SCHEMA: dict[str, pl.DataType] = {
 
 # The holds table is re-planned every run (store.replace_holds). An outbox entry settled `held`
 # is the other kind: Clinic24 refused the visit itself with `primary-guardian-missing`
-# (sync.cycle.classify holds an entry for that answer only), so its rule is R12 whatever rule
+# (sync.push.classify holds an entry for that answer only), so its rule is R12 whatever rule
 # planned the change; the outbox `rule` column names the planning rule (R06, R07 …), not the hold.
 _HELD_SQL = """
 WITH outbox_held AS (

@@ -16,8 +16,7 @@ import polars as pl
 
 from mvg_sync.clinic24.client import Clinic24Client
 from mvg_sync.settings import Settings
-from mvg_sync.store import transaction
-from mvg_sync.sync import cycle
+from mvg_sync.store import plan_reads, transaction
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ def compare(record: pl.DataFrame, seen: pl.DataFrame) -> Drift:
 
 def run_reconcile(settings: Settings) -> Drift:
     """Read Clinic24 per unit over the record's date range, compare, and correct the record."""
-    with cycle.open_state(settings.state_dir) as con:
+    with plan_reads.open_state(settings.state_dir) as con:
         record = con.sql(
             "SELECT key, status, start_at, unit_hsa_id FROM clinic24_record WHERE resource_type = 'Appointment'"
         ).pl()

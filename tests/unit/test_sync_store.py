@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from mvg_sync.sync import cycle, store
+from mvg_sync.sync import push, store
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -50,8 +50,8 @@ def settled(con, change_id, outcome, new_status, version="1", reason=None):
     entry = next(e for e in store.pending_entries(con) if e["change_id"] == change_id)
     return pl.DataFrame(
         [{"change_id": change_id, "outcome": outcome, "new_status": new_status, "reason": reason,
-          "version": version, "settled_at": NOW, **{k: entry[k] for k in cycle._RECORDED}}],
-        schema=cycle.SETTLED_SCHEMA,
+          "version": version, "settled_at": NOW, **{k: entry[k] for k in push._RECORDED}}],
+        schema=push.SETTLED_SCHEMA,
     )
 
 
