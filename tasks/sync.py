@@ -29,6 +29,7 @@ from mvg_sync.store import plan_reads
 from mvg_sync.store.types import ResourceType
 from mvg_sync.sync import commit, health, push, store
 from mvg_sync.sync import draft as drafting
+from mvg_sync.sync.summary import Counts, RunSummary
 from mvg_sync.timeutil import utc_now
 
 
@@ -207,20 +208,19 @@ def purge_expired(settings: Settings, as_of: datetime | None = None) -> dict:
 
 
 @task(name="publish-run-summary", cache_policy=NO_CACHE)
-def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: datetime) -> dict:
-    """Counts per kind, holds, dead letters and latency: aggregates only, no patient data."""
+def publish_run_summary(state_dir: Path, run_id: str, summary: RunSummary, since: datetime) -> tuple[Counts, Counts]:
+    """Counts per kind, holds, dead letters and latency: aggregates only, no patient data.
+
+    Returns this run's (latency, open items).
+    """
     with plan_reads.open_state(state_dir) as con:
         latency = health.latency_since(con, since)
         open_items = health.open_items(con)
         store.record_run(
-            con, run_id, plan_id=summary.get("extract_id"), as_of=summary["as_of"],
-            outcome=summary["outcome"], counts={**summary, "latency": latency}, now=utc_now(),
+            con, run_id, plan_id=summary.extract_id, as_of=summary.as_of,
+            outcome=summary.outcome, counts=summary.stored_counts(latency), now=utc_now(),
         )
-    rows = [
-        {"step": step, "measure": name, "value": value}
-        for step, values in summary.get("steps", {}).items()
-        for name, value in _flatten(values)
-    ]
+    rows = [{"step": step, "measure": name, "value": value} for step, name, value in summary.steps.flat()]
     rows += [{"step": "latency", "measure": k, "value": v} for k, v in latency.items() if v is not None]
     create_table_artifact(key="booking-sync-counts", table=rows, description=f"Sync run {run_id}")
     create_markdown_artifact(
@@ -228,13 +228,4 @@ def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: date
         markdown=health.open_items_markdown(open_items),
         description="Held and dead-lettered changes: counts and reasons",
     )
-    return {"latency": latency, "open_items": open_items}
-
-
-def _flatten(values: dict, prefix: str = ""):
-    """Nested counts as (`Appointment.inserted`, 12) pairs for a flat table artifact."""
-    for name, value in values.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{name}.")
-        elif value is not None:
-            yield f"{prefix}{name}", value
+    return latency, open_items
