@@ -32,6 +32,7 @@ __all__ = ["HOLD_COLUMNS", "BookingDraft", "GuardOutcome", "SnapshotRef", "Ticke
 
 
 def holds_frame(frame: pl.DataFrame | None, key: str) -> pl.DataFrame:
+    """Rule holds in the `holds` table's shape, keyed by `key` (booking or basis id)."""
     if frame is None or frame.height == 0:
         return pl.DataFrame(schema=HOLD_COLUMNS)
     return frame.select(
@@ -40,7 +41,6 @@ def holds_frame(frame: pl.DataFrame | None, key: str) -> pl.DataFrame:
         pl.col("rule"),
         pl.col("reason"),
     )
-
 
 
 @dataclass
