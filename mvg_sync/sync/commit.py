@@ -146,7 +146,8 @@ def commit_plan(
             holds = pl.concat([ticket_draft.holds, pl.DataFrame(failed[SERVICE_REQUEST], schema=HOLD_COLUMNS)])
             store.replace_holds(con, holds, resource_type=SERVICE_REQUEST, now=now)
             held["tickets"] = holds.height
-    counts = {**{rt: vars(w) for rt, w in written.items()}, "holds": held}
+    # Plain-string keys: the counts are the run summary's `plan` step (its dict form, shown as is).
+    counts = {**{str(rt): vars(w) for rt, w in written.items()}, "holds": held}
     if ticket_draft is not None:
         # Bases that get no ticket this run (R15 not yet due, R05/R17/R18 rejected) belong in
         # the run's ticket counts too: a run without a new drop still issues what fell due.

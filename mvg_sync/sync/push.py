@@ -125,9 +125,10 @@ def push_pending(
             rows = []
             for o in outcomes:
                 new_status, reason = classify(o)
-                tally[new_status] = tally.get(new_status, 0) + 1
+                counted = str(new_status)  # the run summary's keys stay plain strings (its dict form)
+                tally[counted] = tally.get(counted, 0) + 1
                 per_type = by_type[type_of[o.change_id]]
-                per_type[new_status] = per_type.get(new_status, 0) + 1
+                per_type[counted] = per_type.get(counted, 0) + 1
                 entry = entry_of[o.change_id]
                 rows.append(
                     {"change_id": o.change_id, "outcome": o.outcome, "new_status": new_status,

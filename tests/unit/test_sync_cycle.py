@@ -59,6 +59,8 @@ def test_r15_commit_plan_reports_not_due_and_rejected_bases_with_the_ticket_coun
         "ServiceRequest": {"inserted": 0, "kept": 0, "superseded": 0, "not_due": 2, "rejected": 1},
         "holds": {"bookings": 0, "tickets": 0},
     }
+    # the run summary's dict form: plain strings, never enum members (their repr would show)
+    assert {type(k) for k in counts} == {str}
 
 
 class _AcceptAll:
@@ -107,6 +109,8 @@ def test_r14_push_counts_tickets_apart_from_bookings(tmp_path):
         "Appointment": {"sent": 2, "done": 2},
         "ServiceRequest": {"sent": 1, "done": 1},
     }
+    assert repr(counts) == repr({"sent": 3, "done": 3, "Appointment": {"sent": 2, "done": 2},
+                                 "ServiceRequest": {"sent": 1, "done": 1}})  # plain-string keys
 
 
 def _issue(authored_at: datetime, *, monitoring_date: date = date(2026, 12, 20)) -> pl.DataFrame:
