@@ -148,7 +148,9 @@ def run_cycle(settings, as_of: datetime, timer: Timer, *, clock: Callable[[], da
     """
     from mvg_sync.ingest import ingest_pending
     from mvg_sync.store import outbox as store
-    from mvg_sync.sync import cycle
+    from mvg_sync.store import plan_reads
+    from mvg_sync.sync import commit, push
+    from mvg_sync.sync import draft as drafting
 
     out: dict = {}
     with timer.phase("ingest"):
@@ -157,24 +159,24 @@ def run_cycle(settings, as_of: datetime, timer: Timer, *, clock: Callable[[], da
     with client_for(settings) as client:
         with timer.phase("fetch units"):
             units = client.list_locations()
-            con = cycle.open_state(settings.state_dir)
+            con = plan_reads.open_state(settings.state_dir)
             try:
                 store.save_locations(con, units, now=clock())
             finally:
                 con.close()
         with timer.phase("draft booking plan"):
-            draft = cycle.draft_booking_plan(settings.state_dir, units, as_of=as_of)
+            draft = drafting.draft_booking_plan(settings.state_dir, units, as_of=as_of)
         if draft is None:
             out["outcome"] = "nothing to do"
             return out
         with timer.phase("guardian check"):
             out["guardian_candidates"] = draft.guardian_candidates.height
             if draft.guardian_candidates.height:
-                draft = cycle.apply_guardians(draft, cycle.check_guardians(settings.state_dir, draft, client))
+                draft = drafting.apply_guardians(draft, drafting.check_guardians(settings.state_dir, draft, client))
         with timer.phase("ticket plan"):
-            tickets = cycle.draft_ticket_plan(settings.state_dir, units, as_of=as_of)
+            tickets = drafting.draft_ticket_plan(settings.state_dir, units, as_of=as_of)
         with timer.phase("guard"):
-            guard = cycle.apply_guard(
+            guard = drafting.apply_guard(
                 settings.state_dir, draft, tickets, max_share=settings.max_cancel_share,
                 floor=settings.cancel_guard_floor, now=clock(),
             )
@@ -185,13 +187,13 @@ def run_cycle(settings, as_of: datetime, timer: Timer, *, clock: Callable[[], da
         out["changes"] = {"bookings": draft.changes.height, "tickets": tickets.changes.height if tickets else 0}
         out["holds"] = {"bookings": draft.holds.height, "tickets": tickets.holds.height if tickets else 0}
         with timer.phase("write outbox"):
-            out["outbox"] = cycle.commit_plan(
+            out["outbox"] = commit.commit_plan(
                 settings.state_dir, run_id=uuid.uuid4().hex[:12], bookings=draft, ticket_draft=tickets,
                 snapshot=draft.snapshot, now=clock(),
             )
         with timer.phase("push"), _timed(store, "pending_entries", timer, "push: load outbox"), \
                 _timed(store, "settle", timer, "push: settle answers"):
-            out["push"] = cycle.push_pending(settings.state_dir, client, clock=clock)
+            out["push"] = push.push_pending(settings.state_dir, client, clock=clock)
         out["client"] = client.stats()
     out["outcome"] = "done"
     return out

@@ -42,7 +42,9 @@ def build(n: int) -> dict:
     """Generate, ingest, record the first plan as accepted, ingest the next drop; return meta."""
     from mvg_sync.generator import generate_region, next_region, write_drop
     from mvg_sync.ingest import ingest_pending
-    from mvg_sync.sync import cycle
+    from mvg_sync.store import plan_reads
+    from mvg_sync.sync import commit
+    from mvg_sync.sync import draft as drafting
 
     root = cache_dir(n)
     shutil.rmtree(root, ignore_errors=True)
@@ -53,10 +55,10 @@ def build(n: int) -> dict:
     write_drop(region, landing)
     ingest_pending(landing, state, as_of=AS_OF)
     units = list(region.clinic24_units)
-    draft = cycle.draft_booking_plan(state, units, as_of=AS_OF)
-    cycle.commit_plan(state, run_id="initial", bookings=draft, ticket_draft=None,
+    draft = drafting.draft_booking_plan(state, units, as_of=AS_OF)
+    commit.commit_plan(state, run_id="initial", bookings=draft, ticket_draft=None,
                       snapshot=draft.snapshot, now=AS_OF)
-    con = cycle.open_state(state)
+    con = plan_reads.open_state(state)
     try:
         # What a successful initial load leaves behind: every entry accepted and recorded.
         con.execute("UPDATE outbox SET status = 'done', last_outcome = 'accepted', version = '1', "
@@ -117,9 +119,9 @@ def previous_plan_cache(state: Path, units: list[str]) -> Path:
 
     from mvg_sync.rules import booking_scope
     from mvg_sync.store.drops import load_snapshot
-    from mvg_sync.sync import cycle
+    from mvg_sync.sync import draft as drafting
 
-    saved = state.parent / f"previous-{cycle._hash_cache_path(state).name}"
+    saved = state.parent / f"previous-{drafting._hash_cache_path(state).name}"
     if not saved.exists():
         previous, _ = snapshot_paths(state)
         scope = booking_scope.desired_appointments(
@@ -131,15 +133,15 @@ def previous_plan_cache(state: Path, units: list[str]) -> Path:
 
 def timed_plan(state: Path, units: list[str], as_of: datetime, cache: Path | None) -> tuple[float, int]:
     """One `draft_booking_plan`, timed, after putting the previous plan's cache (or none) in place."""
-    from mvg_sync.sync import cycle
+    from mvg_sync.sync import draft as drafting
 
-    target = cycle._hash_cache_path(state)
+    target = drafting._hash_cache_path(state)
     target.unlink(missing_ok=True)
     if cache is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cache, target)
     started = time.perf_counter()
-    draft = cycle.draft_booking_plan(state, units, as_of=as_of)
+    draft = drafting.draft_booking_plan(state, units, as_of=as_of)
     return time.perf_counter() - started, draft.changes.height
 
 
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads(meta_file.read_text())
     state, units, as_of = cache_dir(args.n) / "state", meta["units"], datetime.fromisoformat(meta["as_of"])
     previous, current = snapshot_paths(state)
-    import mvg_sync.sync.cycle  # noqa: F401  (imports are not planning)
+    import mvg_sync.sync.commit  # noqa: F401  (imports are not planning)
+    import mvg_sync.sync.draft  # noqa: F401
 
     cache = previous_plan_cache(state, units)
     cold_s, _ = timed_plan(state, units, as_of, None)  # also warms the file cache and lazy imports

@@ -27,14 +27,10 @@ from pathlib import Path
 import polars as pl
 
 from mvg_sync import store
-
-try:  # the store package owns the queries once #13 item 1 lands
-    from mvg_sync.store import outbox  # type: ignore[attr-defined]
-except ImportError:
-    from mvg_sync.sync import store as outbox
+from mvg_sync.store import outbox
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-BATCH = 100  # entries per Clinic24 batch, settled in one transaction (sync/cycle.py push_pending)
+BATCH = 100  # entries per Clinic24 batch, settled in one transaction (sync/push.py push_pending)
 PHASES = ("write_plan", "pending_entries", "settle", "load_record")
 
 

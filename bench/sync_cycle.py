@@ -2,7 +2,7 @@
 
 Issue 4 (a): target <= 10 s of work, Prefect server start-up excluded. The loaded region is
 bench.initial_load's cache (built first when missing); each run works on a private copy with
-the sandbox rate limit ON. The steps are the `mvg_sync.sync.cycle` functions and
+the sandbox rate limit ON. The steps are the `mvg_sync.sync` draft, commit and push functions and
 `ingest_pending` the flow's tasks wrap, called directly in this process; then the real
 `booking_sync` flow runs once over a second copy against a local Prefect server, and its wall
 time is printed next to the sum of the steps.
@@ -56,7 +56,9 @@ def warm_imports() -> float:
     import contracts.snapshots  # noqa: F401
     import mvg_sync.ingest.pipeline  # noqa: F401
     import mvg_sync.quality.checkpoint  # noqa: F401
-    import mvg_sync.sync.cycle  # noqa: F401
+    import mvg_sync.sync.commit  # noqa: F401
+    import mvg_sync.sync.draft  # noqa: F401
+    import mvg_sync.sync.push  # noqa: F401
 
     return time.perf_counter() - started
 

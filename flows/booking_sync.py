@@ -6,6 +6,7 @@ import hashlib
 import re
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime
@@ -18,7 +19,9 @@ from mvg_sync.fileperms import private_dir, private_file
 from mvg_sync.logfilter import install_pii_filter, one_line
 from mvg_sync.settings import load_settings
 from mvg_sync.store import outbox as store
-from mvg_sync.sync import cycle, health
+from mvg_sync.store import plan_reads
+from mvg_sync.sync import health, runlock
+from mvg_sync.sync.summary import GuardStep, RunSummary
 from mvg_sync.timeutil import resolve_as_of, utc_now
 from tasks.ingest import document_drop_quality, ingest_drops, wait_for_drop
 from tasks.sync import (
@@ -44,7 +47,7 @@ class RunNotDone(Exception):
     exception: one carrying the summary dict made Prefect's engine log a traceback for every
     held run ("… cannot be resolved into an exception")."""
 
-    def __init__(self, message: str, summary: dict) -> None:
+    def __init__(self, message: str, summary: RunSummary) -> None:
         super().__init__(message)
         self.summary = summary
 
@@ -71,13 +74,14 @@ def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict
     long-polling); a drop held for approval ends the run Failed with a message saying which
     drop and how to release it (exit status 3 on the command line). A run that finds another
     one running (a lock in the state folder) does nothing. GX validation results and Data
-    Docs of the drops ingested are written last, after the push.
+    Docs of the drops ingested are written last, after the push. The result is the
+    `RunSummary`'s dict form, as it always was (the command line, tests and the UI read it).
     """
     install_pii_filter()
     settings = load_settings()
-    with cycle.exclusive_run(settings.state_dir) as alone:
+    with runlock.exclusive_run(settings.state_dir) as alone:
         if not alone:
-            return {"outcome": "skipped: another sync is running", "steps": {}}
+            return RunSummary.skipped().as_dict()
         try:
             if wait_for_drop_s > 0:
                 result = _long_poll(settings, as_of, wait_for_drop_s)
@@ -87,7 +91,7 @@ def booking_sync(as_of: str | None = None, wait_for_drop_s: float = 0.0) -> dict
             _record_failure(settings.state_dir, one_line(exc))
             raise
         _document_quality(settings.state_dir)
-        return result
+        return result.as_dict() if isinstance(result, RunSummary) else result
 
 
 def _document_quality(state_dir: Path) -> None:
@@ -106,7 +110,7 @@ def _document_quality(state_dir: Path) -> None:
 def _record_failure(state_dir: Path, cause: str) -> None:
     """The failure's time and one-line cause, for `mvg-sync status` (issue 11.3)."""
     try:
-        with cycle.open_state(state_dir) as con:
+        with plan_reads.open_state(state_dir) as con:
             now = utc_now()
             store.record_run(con, uuid.uuid4().hex[:12], plan_id=None, as_of=now, outcome="failed",
                              counts={"cause": cause}, now=now)
@@ -123,49 +127,48 @@ def _long_poll(settings, as_of: str | None, window_s: float):
     one cycle per run let a drop landing during the cycle wait for the next tick.
     """
     deadline = time.monotonic() + window_s
-    cycles: list[dict] = []
+    cycles: list[RunSummary] = []
     while True:
         wait = wait_for_drop(settings.landing_dir, settings.state_dir, max(deadline - time.monotonic(), 0.0))
         if cycles and not wait["drop_landed"]:
             break
         result = _cycle(settings, as_of, wait=wait)
-        if not isinstance(result, dict):  # a drop held for approval: the run ends Failed
+        if not isinstance(result, RunSummary):  # a drop held for approval: the run ends Failed
             return result
         cycles.append(result)
         if time.monotonic() >= deadline:
             break
-    return {**cycles[-1], "cycles": cycles}
+    return replace(cycles[-1], cycles=cycles)
 
 
 def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
     now = resolve_as_of(as_of)
     started = utc_now()
     run_id = uuid.uuid4().hex[:12]
-    summary: dict = {"run_id": run_id, "as_of": now, "started_at": started, "outcome": "done", "steps": {}}
-    if wait is not None:
-        summary["steps"]["wait"] = wait
+    summary = RunSummary.start(run_id, now, started)
+    summary.steps.wait = wait
     ingested = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
-    summary["steps"]["ingest"] = health.ingest_summary(ingested)
+    summary.steps.ingest = health.ingest_summary(ingested)
     units = fetch_clinic24_units(settings)
     bookings, tickets = _plan(settings, units, now)
     if bookings is not None and (warning := _unit_mismatch(bookings, units, settings)):
-        summary["warnings"] = [warning]
+        summary.warnings = [warning]
         get_run_logger().warning(warning)
     if bookings is None:
-        summary["outcome"] = "nothing to do"
+        summary.outcome = "nothing to do"
         publish_run_summary(settings.state_dir, run_id, summary, started)
         return summary
-    summary["extract_id"] = bookings.snapshot.extract_id
+    summary.extract_id = bookings.snapshot.extract_id
     if bookings.snapshot.extract_id in ingested.accepted:
         # Only the run that brings the drop is named after it: idle runs planning from the
         # same snapshot kept their own names (issue 11.7: several runs shared one name).
         name_flow_run(bookings.snapshot.extract_id)
 
     guard = mass_cancellation_guard(bookings, tickets, settings)
-    summary["steps"]["guard"] = {"cancels": guard.cancels, "live": guard.live, "held": int(guard.held)}
+    summary.steps.guard = GuardStep(cancels=guard.cancels, live=guard.live, held=int(guard.held))
     if guard.held:
         if not _approved_in_ui(settings.state_dir, bookings.snapshot.extract_id):
-            summary["outcome"] = "held"
+            summary.outcome = "held"
             publish_run_summary(settings.state_dir, run_id, summary, started)
             message = (
                 f"Drop {bookings.snapshot.extract_id} held for approval: {guard.reason}. "
@@ -174,20 +177,20 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
             return Failed(message=message, data=RunNotDone(message, summary))
         bookings, tickets = _plan(settings, units, now)  # the pause may have lasted hours
 
-    summary["steps"]["plan"] = write_outbox(settings.state_dir, run_id, bookings, tickets, bookings.snapshot)
+    summary.steps.plan = write_outbox(settings.state_dir, run_id, bookings, tickets, bookings.snapshot)
     try:
-        summary["steps"]["push"] = push_outbox(settings)
+        summary.steps.push = push_outbox(settings)
         push_error = None
     except Exception as exc:  # noqa: BLE001 - Clinic24 gone mid-push: the outbox keeps the rest, say so below
-        summary["steps"]["push"], push_error = {"error": one_line(exc)}, exc
-    summary["steps"]["retention"] = purge_expired(settings, now)
+        summary.steps.push, push_error = {"error": one_line(exc)}, exc
+    summary.steps.retention = purge_expired(settings, now)
     left = _pending_left(settings.state_dir)
     if left:
         cause = one_line(push_error) if push_error else "Clinic24 did not accept them"
-        summary["outcome"], summary["cause"] = "failed", f"{left} changes still pending ({cause})"
-    summary.update(publish_run_summary(settings.state_dir, run_id, summary, started))
+        summary.outcome, summary.cause = "failed", f"{left} changes still pending ({cause})"
+    summary.latency, summary.open_items = publish_run_summary(settings.state_dir, run_id, summary, started)
     if left:
-        message = f"{summary['cause']}; the next sync retries them."
+        message = f"{summary.cause}; the next sync retries them."
         return Failed(message=message, data=RunNotDone(message, summary))
     return summary
 
@@ -213,7 +216,7 @@ def _unit_mismatch(bookings, units: list[str], settings) -> str | None:
 
 def _pending_left(state_dir: Path) -> int:
     """Outbox entries still pending after the push: work left, so the run is not "done" (issue 14)."""
-    with cycle.open_state(state_dir) as con:
+    with plan_reads.open_state(state_dir) as con:
         return store.pending_count(con)
 
 
@@ -279,7 +282,7 @@ def _approved_in_ui(state_dir: Path, extract_id: str) -> bool:
         logger.warning("Drop %s rejected in the approval form; it stays held until a newer drop supersedes it.",
                        extract_id)
         return False
-    with cycle.open_state(state_dir) as con:
+    with plan_reads.open_state(state_dir) as con:
         return store.approve(con, extract_id, now=utc_now())
 def _leave_pause() -> None:
     """Put a run the failed form left Paused back to Running, so it can record and end held.

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from mvg_sync.settings import load_settings
 from mvg_sync.timeutil import utc_now
+
+if TYPE_CHECKING:
+    from mvg_sync.sync.summary import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_HELD, EXIT_DRIFT = 0, 1, 3, 4
 
@@ -37,19 +41,22 @@ def sync(args: argparse.Namespace) -> int:
     finally:
         prefect_server.stop(server)
     from flows.booking_sync import RunNotDone
+    from mvg_sync.sync.summary import RunSummary
 
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, RunNotDone):  # held for approval, or changes left pending
-        summary = summary.summary
-    if not isinstance(summary, dict):  # the flow raised: its exception is the result
-        summary = {"outcome": "failed", "error": summary}
-    for warning in summary.get("warnings", []):
+    result = state.result(raise_on_failure=False)
+    cause = None
+    if isinstance(result, RunNotDone):  # held for approval, or changes left pending
+        summary = result.summary
+    elif isinstance(result, dict):
+        summary = RunSummary.from_dict(result)
+    else:  # the flow raised: its exception is the result
+        summary, cause = RunSummary(outcome="failed"), result
+    for warning in summary.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     if state.is_failed():
-        if summary.get("outcome") == "held":
+        if summary.outcome == "held":
             print(state.message)
             return EXIT_HELD
-        cause = summary.get("error")
         message = state.message or "sync failed"
         if isinstance(cause, BaseException):
             from mvg_sync.logfilter import one_line
@@ -63,11 +70,11 @@ def sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _summary_line(summary: dict) -> str:
-    steps = summary.get("steps", {})
+def _summary_line(summary: RunSummary) -> str:
+    """The run's one line on stdout: outcome, drop, push counts and R11 latency (JSON)."""
     return json.dumps(
-        {"outcome": summary.get("outcome"), "extract_id": summary.get("extract_id"),
-         "push": steps.get("push"), "latency": summary.get("latency")},
+        {"outcome": summary.outcome, "extract_id": summary.extract_id,
+         "push": summary.steps.push, "latency": summary.latency},
         default=str,
     )
 
@@ -102,11 +109,11 @@ def check_folders(settings, *, landing: bool = False, state: str | None = None) 
 def approve(args: argparse.Namespace) -> int:
     """Release a drop held by the mass-cancellation guard; the next `sync` pushes it."""
     from mvg_sync.store import outbox as store
-    from mvg_sync.sync import cycle
+    from mvg_sync.store import plan_reads
 
     settings = load_settings()
     check_folders(settings, state="read")
-    with cycle.open_state(settings.state_dir) as con:
+    with plan_reads.open_state(settings.state_dir) as con:
         if store.approve(con, args.extract_id, now=utc_now()):
             print(f"Drop {args.extract_id} approved; the next sync pushes it.")
             return EXIT_OK
@@ -129,18 +136,19 @@ def redrive(args: argparse.Namespace) -> int:
     """Re-queue dead letters and push them now."""
     from mvg_sync.clinic24.client import Clinic24Client
     from mvg_sync.store import outbox as store
-    from mvg_sync.sync import cycle
+    from mvg_sync.store import plan_reads
+    from mvg_sync.sync import push
 
     settings = load_settings()
     check_folders(settings, state="read")
-    with cycle.open_state(settings.state_dir) as con:
+    with plan_reads.open_state(settings.state_dir) as con:
         count = store.redrive(con)
     print(f"{count} dead-lettered changes re-queued")
     if not count:
         return EXIT_OK
     client_id, secret = settings.clinic24_credentials()
     with Clinic24Client(settings.clinic24_base_url, client_id, secret) as client:
-        result = cycle.push_pending(settings.state_dir, client, clock=utc_now)
+        result = push.push_pending(settings.state_dir, client, clock=utc_now)
     print(json.dumps(result))
     return EXIT_OK if not result.get("dead") else EXIT_FAILED
 

@@ -145,6 +145,7 @@ def _cycle(label: str, as_of) -> None:
     if state.is_failed():
         _say(label, f"run ended {state.name}: {state.message}")
         return
-    steps = summary.get("steps", {}) if isinstance(summary, dict) else {}
-    ingest = steps.get("ingest", {})
-    _say(label, f"ingest {ingest} · push {steps.get('push')} · latency {summary.get('latency')}")
+    from mvg_sync.sync.summary import RunSummary
+
+    run = RunSummary.from_dict(summary)
+    _say(label, f"ingest {run.steps.ingest or {}} · push {run.steps.push} · latency {run.latency}")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
+# The one definition of Swedish local time: the IANA name (for Polars' time-zone arguments and
+# Prefect schedules) and the zone (for datetimes). Every module imports these.
+STOCKHOLM_TZ = "Europe/Stockholm"
+STOCKHOLM = ZoneInfo(STOCKHOLM_TZ)
 
 
 def resolve_as_of(value: str | datetime | None) -> datetime:

@@ -26,7 +26,11 @@ from mvg_sync.clinic24.client import Clinic24Client, Clinic24Error, InsecureBase
 from mvg_sync.retention import purge
 from mvg_sync.settings import Settings
 from mvg_sync.store import outbox as store
-from mvg_sync.sync import cycle, health
+from mvg_sync.store import plan_reads
+from mvg_sync.store.types import ResourceType
+from mvg_sync.sync import commit, health, push
+from mvg_sync.sync import draft as drafting
+from mvg_sync.sync.summary import Counts, RunSummary
 from mvg_sync.timeutil import utc_now
 
 
@@ -55,16 +59,16 @@ def fetch_clinic24_units(settings: Settings) -> list[str]:
     """R01: Clinic24's own unit list, cached in the state store for the record."""
     with _client(settings) as client:
         units = client.list_locations()
-    with cycle.open_state(settings.state_dir) as con:
+    with plan_reads.open_state(settings.state_dir) as con:
         store.save_locations(con, units, now=utc_now())
     get_run_logger().info("Clinic24 lists %d units", len(units))
     return units
 
 
 @task(name="draft-booking-plan", cache_policy=NO_CACHE)
-def draft_booking_plan(state_dir: Path, units: list[str], as_of: datetime) -> cycle.BookingDraft | None:
+def draft_booking_plan(state_dir: Path, units: list[str], as_of: datetime) -> drafting.BookingDraft | None:
     """R01–R10: what should change in Clinic24 (nothing written yet)."""
-    draft = cycle.draft_booking_plan(state_dir, units, as_of=as_of)
+    draft = drafting.draft_booking_plan(state_dir, units, as_of=as_of)
     if draft is not None:
         get_run_logger().info(
             "Plan from %s: %d changes, %d held", draft.snapshot.extract_id, draft.changes.height, draft.holds.height
@@ -84,25 +88,25 @@ def name_flow_run(extract_id: str) -> None:
 
 
 @task(name="check-child-guardians", **NETWORK_RETRIES, cache_policy=NO_CACHE)
-def check_child_guardians(draft: cycle.BookingDraft, settings: Settings) -> cycle.BookingDraft:
+def check_child_guardians(draft: drafting.BookingDraft, settings: Settings) -> drafting.BookingDraft:
     """R12: children's digital visits wait for a primary guardian in Clinic24."""
     if draft.guardian_candidates.height == 0:
         return draft
     with _client(settings) as client:
-        answers = cycle.check_guardians(settings.state_dir, draft, client)
-    return cycle.apply_guardians(draft, answers)
+        answers = drafting.check_guardians(settings.state_dir, draft, client)
+    return drafting.apply_guardians(draft, answers)
 
 
 @task(name="confirm-in-doubt-writes", **NETWORK_RETRIES, cache_policy=NO_CACHE)
 def confirm_in_doubt_writes(
-    settings: Settings, bookings: cycle.BookingDraft, tickets: cycle.TicketDraft | None
+    settings: Settings, bookings: drafting.BookingDraft, tickets: drafting.TicketDraft | None
 ) -> int:
     """Read back unconfirmed writes the plan would drop; the count says whether to re-plan."""
-    drafts = {cycle.APPOINTMENT: bookings.changes}
+    drafts = {ResourceType.APPOINTMENT: bookings.changes}
     if tickets is not None:
-        drafts[cycle.SERVICE_REQUEST] = tickets.changes
+        drafts[ResourceType.SERVICE_REQUEST] = tickets.changes
     with _client(settings) as client:
-        found = cycle.resolve_in_doubt(settings.state_dir, drafts, client, now=utc_now())
+        found = push.resolve_in_doubt(settings.state_dir, drafts, client, now=utc_now())
     if found:
         get_run_logger().warning("%d unconfirmed writes found in Clinic24; re-planning", found)
     return found
@@ -110,31 +114,31 @@ def confirm_in_doubt_writes(
 
 @task(name="mass-cancellation-guard", cache_policy=NO_CACHE)
 def mass_cancellation_guard(
-    draft: cycle.BookingDraft, tickets: cycle.TicketDraft | None, settings: Settings
-) -> cycle.GuardOutcome:
+    draft: drafting.BookingDraft, tickets: drafting.TicketDraft | None, settings: Settings
+) -> drafting.GuardOutcome:
     """Hold a drop that would cancel (or revoke) more than MVG_MAX_CANCEL_SHARE of what is live."""
-    return cycle.apply_guard(
+    return drafting.apply_guard(
         settings.state_dir, draft, tickets, max_share=settings.max_cancel_share,
         floor=settings.cancel_guard_floor, now=utc_now(),
     )
 
 
 @task(name="draft-ticket-plan", cache_policy=NO_CACHE)
-def draft_ticket_plan(state_dir: Path, units: list[str], as_of: datetime) -> cycle.TicketDraft | None:
+def draft_ticket_plan(state_dir: Path, units: list[str], as_of: datetime) -> drafting.TicketDraft | None:
     """R14–R19: tickets that fall due, complete or are withdrawn."""
-    return cycle.draft_ticket_plan(state_dir, units, as_of=as_of)
+    return drafting.draft_ticket_plan(state_dir, units, as_of=as_of)
 
 
 @task(name="write-outbox", cache_policy=NO_CACHE)
 def write_outbox(
     state_dir: Path,
     run_id: str,
-    bookings: cycle.BookingDraft | None,
-    tickets: cycle.TicketDraft | None,
-    snapshot: cycle.SnapshotRef,
+    bookings: drafting.BookingDraft | None,
+    tickets: drafting.TicketDraft | None,
+    snapshot: plan_reads.SnapshotRef,
 ) -> dict:
     """Every planned change is stored, with its payload, before anything is pushed."""
-    return cycle.commit_plan(
+    return commit.commit_plan(
         state_dir, run_id=run_id, bookings=bookings, ticket_draft=tickets, snapshot=snapshot, now=utc_now()
     )
 
@@ -147,7 +151,7 @@ def push_outbox(settings: Settings) -> dict:
     stays pending in the outbox for the next run.
     """
     with _client(settings) as client:
-        return cycle.push_pending(settings.state_dir, client, clock=utc_now, progress=PushProgress())
+        return push.push_pending(settings.state_dir, client, clock=utc_now, progress=PushProgress())
 
 
 PROGRESS_KEY = "booking-sync-push-progress"
@@ -205,20 +209,19 @@ def purge_expired(settings: Settings, as_of: datetime | None = None) -> dict:
 
 
 @task(name="publish-run-summary", cache_policy=NO_CACHE)
-def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: datetime) -> dict:
-    """Counts per kind, holds, dead letters and latency: aggregates only, no patient data."""
-    with cycle.open_state(state_dir) as con:
+def publish_run_summary(state_dir: Path, run_id: str, summary: RunSummary, since: datetime) -> tuple[Counts, Counts]:
+    """Counts per kind, holds, dead letters and latency: aggregates only, no patient data.
+
+    Returns this run's (latency, open items).
+    """
+    with plan_reads.open_state(state_dir) as con:
         latency = health.latency_since(con, since)
         open_items = health.open_items(con)
         store.record_run(
-            con, run_id, plan_id=summary.get("extract_id"), as_of=summary["as_of"],
-            outcome=summary["outcome"], counts={**summary, "latency": latency}, now=utc_now(),
+            con, run_id, plan_id=summary.extract_id, as_of=summary.as_of,
+            outcome=summary.outcome, counts=summary.stored_counts(latency), now=utc_now(),
         )
-    rows = [
-        {"step": step, "measure": name, "value": value}
-        for step, values in summary.get("steps", {}).items()
-        for name, value in _flatten(values)
-    ]
+    rows = [{"step": step, "measure": name, "value": value} for step, name, value in summary.steps.flat()]
     rows += [{"step": "latency", "measure": k, "value": v} for k, v in latency.items() if v is not None]
     create_table_artifact(key="booking-sync-counts", table=rows, description=f"Sync run {run_id}")
     create_markdown_artifact(
@@ -226,13 +229,4 @@ def publish_run_summary(state_dir: Path, run_id: str, summary: dict, since: date
         markdown=health.open_items_markdown(open_items),
         description="Held and dead-lettered changes: counts and reasons",
     )
-    return {"latency": latency, "open_items": open_items}
-
-
-def _flatten(values: dict, prefix: str = ""):
-    """Nested counts as (`Appointment.inserted`, 12) pairs for a flat table artifact."""
-    for name, value in values.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{name}.")
-        elif value is not None:
-            yield f"{prefix}{name}", value
+    return latency, open_items

@@ -7,7 +7,8 @@ import functools
 
 import polars as pl
 
-STOCKHOLM = "Europe/Stockholm"
+from mvg_sync.timeutil import STOCKHOLM_TZ as STOCKHOLM
+
 UTC = "UTC"
 
 ERROR_DATETIME = "bad date-time"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import polars as pl
 
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
+from mvg_sync.timeutil import STOCKHOLM
+
 NBSP = "\u00a0"
 
 

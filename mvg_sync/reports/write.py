@@ -19,8 +19,8 @@ from xlsxwriter.utility import xl_col_to_name
 from mvg_sync.fileperms import private_dir
 from mvg_sync.reports.html import render_html
 from mvg_sync.reports.model import Report, View
+from mvg_sync.timeutil import STOCKHOLM_TZ as LOCAL_TZ
 
-LOCAL_TZ = "Europe/Stockholm"
 PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
 # Issue 14: every report file is owner-only, aggregates included; sharing is a deliberate copy.
 SHARED_FILE = PRIVATE_FILE

@@ -18,8 +18,7 @@ from mvg_sync.rules.booking_scope import (
     with_content_hash,
 )
 from mvg_sync.rules.patient_id import age_on
-
-STOCKHOLM_TZ = "Europe/Stockholm"
+from mvg_sync.timeutil import STOCKHOLM_TZ
 
 CREATE = "create"
 REBOOK = "rebook"

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-LOCAL_TZ = "Europe/Stockholm"
+from mvg_sync.timeutil import STOCKHOLM_TZ as LOCAL_TZ
 
 # R28: Cosmic's own reason texts; the reason, not the user, makes an event an e-service event.
 ESERVICE_CANCEL_REASON = "Patienten avbokar via e-tjänst"

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import holidays
 import polars as pl
 
-LOCAL_TZ = "Europe/Stockholm"
-_STOCKHOLM = ZoneInfo(LOCAL_TZ)
+from mvg_sync.timeutil import STOCKHOLM as _STOCKHOLM
+from mvg_sync.timeutil import STOCKHOLM_TZ as LOCAL_TZ
 
 # R20: the schedule markers whose slots MVG publishes.
 MVG_MARKERS = ("MVG distans", "MVG distans + fysiskt", "MVG fysiskt")

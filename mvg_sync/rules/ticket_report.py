@@ -24,8 +24,8 @@ from datetime import date, datetime
 import polars as pl
 
 from mvg_sync.rules.tickets import local_date
+from mvg_sync.timeutil import STOCKHOLM_TZ as LOCAL_TZ
 
-LOCAL_TZ = "Europe/Stockholm"
 STATUSES = ("pending", "issued", "used", "revoked", "rejected")
 
 # tickets.csv (operations.md) first, then the extra columns.

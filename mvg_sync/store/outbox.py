@@ -36,7 +36,7 @@ PENDING, HELD, DEAD, DONE, SUPERSEDED = (
     OutboxStatus.PENDING, OutboxStatus.HELD, OutboxStatus.DEAD, OutboxStatus.DONE, OutboxStatus.SUPERSEDED)
 APPOINTMENT, SERVICE_REQUEST = ResourceType.APPOINTMENT, ResourceType.SERVICE_REQUEST
 # R12: the one rule an entry is held for on the push (Clinic24 refused the child's visit for a
-# missing primary guardian: `sync.cycle.classify`); `settle` writes it into `outbox.rule`.
+# missing primary guardian: `sync.push.classify`); `settle` writes it into `outbox.rule`.
 R12 = "R12"
 
 
@@ -322,7 +322,7 @@ def settle(con: Connection, outcomes: pl.DataFrame) -> None:
 
     `outcomes` has change_id, outcome, new_status, reason, version, settled_at and the
     entry's resource_type, key, target_status, target_start_at, target_unit, content_hash,
-    source_sequence — see `mvg_sync.sync.cycle.push_pending`; optionally `rule`, the rule an
+    source_sequence — see `mvg_sync.sync.push.push_pending`; optionally `rule`, the rule an
     entry is held or dead for. Without it an entry settled `held` is recorded under R12 (the
     only answer the push holds for), so `guardian_held_keys` and `status` find it by its rule.
     One transaction per batch, so a crash loses at most the answers of the batch in flight,

@@ -97,17 +97,8 @@ class Connection(Protocol):
     def __exit__(self, *exc: object) -> Any: ...
 
 
-class _ByName:
-    """`row["key"]` as well as `row.key`: the sync's cycle reads rows by name until it is split (#13.3)."""
-
-    __slots__ = ()
-
-    def __getitem__(self, name: str) -> Any:
-        return getattr(self, name)
-
-
 @dataclass(frozen=True, slots=True)
-class PendingEntry(_ByName):
+class PendingEntry:
     """An outbox entry to push; `resource` is the stored payload, JSON text sent as it is."""
 
     change_id: str
@@ -122,7 +113,7 @@ class PendingEntry(_ByName):
 
 
 @dataclass(frozen=True, slots=True)
-class InDoubtEntry(_ByName):
+class InDoubtEntry:
     """A pending entry the new plan would drop although Clinic24 may hold it (read back first)."""
 
     change_id: str

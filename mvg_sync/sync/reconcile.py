@@ -17,9 +17,8 @@ import polars as pl
 from mvg_sync import store
 from mvg_sync.clinic24.client import Clinic24Client
 from mvg_sync.settings import Settings
-from mvg_sync.store import outbox
+from mvg_sync.store import outbox, plan_reads
 from mvg_sync.store.types import ResourceType
-from mvg_sync.sync import cycle
 from mvg_sync.timeutil import STOCKHOLM, utc_now
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ def compare(record: pl.DataFrame, seen: pl.DataFrame) -> Drift:
 
 def run_reconcile(settings: Settings) -> Drift:
     """Read Clinic24 per unit over the record's date range, compare, and correct the record."""
-    with cycle.open_state(settings.state_dir) as con:
+    with plan_reads.open_state(settings.state_dir) as con:
         record = outbox.load_record(con, ResourceType.APPOINTMENT).select("key", "status", "start_at", "unit_hsa_id")
     if record.height == 0:
         return Drift()

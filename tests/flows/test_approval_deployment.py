@@ -144,9 +144,9 @@ def _paused_with_form(world, held_drop: str, as_of, name: str = "booking-sync"):
 
 def _approval_status(world, extract_id: str) -> str | None:
     from mvg_sync.store import outbox as store
-    from mvg_sync.sync import cycle
+    from mvg_sync.store import plan_reads
 
-    con = cycle.open_state(world.state)
+    con = plan_reads.open_state(world.state)
     try:
         return store.approval_status(con, extract_id)
     finally:

@@ -17,9 +17,6 @@ ALLOWED = {
     # store.work_connection, and hashing rows in a private duckdb.connect()
     "mvg_sync/ingest/reader.py",
     "mvg_sync/rules/booking_scope.py",
-    # the sync's cycle keeps its planning reads until it is split (issue 13.3, helper `shape`:
-    # they move to store/plan_reads.py); remove this line when the split lands
-    "mvg_sync/sync/cycle.py",
 }
 ALLOWED_DIRS = (
     "mvg_sync/clinic24/sandbox/",  # the Clinic24 sandbox's own store, a different database

@@ -351,14 +351,14 @@ def _plan(keys_hashes: list[tuple[str, str, str]]) -> pl.DataFrame:
 def _settled(entries, outcomes: dict[str, tuple[str, str]], at: datetime) -> pl.DataFrame:
     rows = []
     for e in entries:
-        if e["key"] not in outcomes:
+        if e.key not in outcomes:
             continue
-        outcome, new_status = outcomes[e["key"]]
-        rows.append({"change_id": e["change_id"], "outcome": outcome, "new_status": new_status,
+        outcome, new_status = outcomes[e.key]
+        rows.append({"change_id": e.change_id, "outcome": outcome, "new_status": new_status,
                      "reason": None if outcome == "accepted" else "E-REFUSED", "version": "v1", "settled_at": at,
-                     "resource_type": e["resource_type"], "key": e["key"], "target_status": e["target_status"],
-                     "target_start_at": e["target_start_at"], "target_unit": e["target_unit"],
-                     "content_hash": e["content_hash"], "source_sequence": e["source_sequence"]})
+                     "resource_type": e.resource_type, "key": e.key, "target_status": e.target_status,
+                     "target_start_at": e.target_start_at, "target_unit": e.target_unit,
+                     "content_hash": e.content_hash, "source_sequence": e.source_sequence})
     return pl.DataFrame(rows, schema={
         "change_id": pl.Utf8, "outcome": pl.Utf8, "new_status": pl.Utf8, "reason": pl.Utf8, "version": pl.Utf8,
         "settled_at": pl.Datetime("us", "UTC"), "resource_type": pl.Utf8, "key": pl.Utf8, "target_status": pl.Utf8,

@@ -7,9 +7,13 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from mvg_sync.clinic24.client import EntryOutcome
+from mvg_sync.clinic24.payloads import build_appointment
 from mvg_sync.rules.tickets import CHANGES_SCHEMA, REJECTED_SCHEMA, ticket_content_hash
 from mvg_sync.store import outbox as store
-from mvg_sync.sync import cycle
+from mvg_sync.store import plan_reads
+from mvg_sync.store.types import ResourceType
+from mvg_sync.sync import commit, push, runlock
+from mvg_sync.sync import draft as drafting
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 UNIT = "SE2321000198-E1023"
@@ -36,26 +40,28 @@ def test_r17_r18_a_basis_breaking_two_rules_is_one_hold_naming_both():
                 "R18: visit type 'x' is not Nybesök or Återbesök",
             ),
         ],
-        schema=cycle.HOLD_COLUMNS,
+        schema=drafting.HOLD_COLUMNS,
         orient="row",
     )
-    assert_frame_equal(cycle.ticket_holds(rejected), expected)
+    assert_frame_equal(drafting.ticket_holds(rejected), expected)
 
 
 def test_r15_commit_plan_reports_not_due_and_rejected_bases_with_the_ticket_counts(tmp_path):
-    draft = cycle.TicketDraft(
+    draft = drafting.TicketDraft(
         changes=pl.DataFrame(schema=CHANGES_SCHEMA),
-        holds=pl.DataFrame(schema=cycle.HOLD_COLUMNS),
+        holds=pl.DataFrame(schema=drafting.HOLD_COLUMNS),
         counts={"not_due": 2, "rejected": 1},
     )
-    snapshot = cycle.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
-    counts = cycle.commit_plan(
+    snapshot = plan_reads.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    counts = commit.commit_plan(
         tmp_path, run_id="run1", bookings=None, ticket_draft=draft, snapshot=snapshot, now=NOW
     )
     assert counts == {
         "ServiceRequest": {"inserted": 0, "kept": 0, "superseded": 0, "not_due": 2, "rejected": 1},
         "holds": {"bookings": 0, "tickets": 0},
     }
+    # the run summary's dict form: plain strings, never enum members (their repr would show)
+    assert {type(k) for k in counts} == {str}
 
 
 class _AcceptAll:
@@ -86,7 +92,7 @@ def _outbox_rows(keys: list[str], status: str) -> pl.DataFrame:
 
 
 def test_r14_push_counts_tickets_apart_from_bookings(tmp_path):
-    con = cycle.open_state(tmp_path)
+    con = plan_reads.open_state(tmp_path)
     store.write_plan(
         con,
         {
@@ -97,13 +103,15 @@ def test_r14_push_counts_tickets_apart_from_bookings(tmp_path):
         now=NOW,
     )
     con.close()
-    counts = cycle.push_pending(tmp_path, _AcceptAll(), clock=lambda: NOW)
+    counts = push.push_pending(tmp_path, _AcceptAll(), clock=lambda: NOW)
     assert counts == {
         "sent": 3,
         "done": 3,
         "Appointment": {"sent": 2, "done": 2},
         "ServiceRequest": {"sent": 1, "done": 1},
     }
+    assert repr(counts) == repr({"sent": 3, "done": 3, "Appointment": {"sent": 2, "done": 2},
+                                 "ServiceRequest": {"sent": 1, "done": 1}})  # plain-string keys
 
 
 def _issue(authored_at: datetime, *, monitoring_date: date = date(2026, 12, 20)) -> pl.DataFrame:
@@ -119,15 +127,15 @@ def _issue(authored_at: datetime, *, monitoring_date: date = date(2026, 12, 20))
 
 
 def _commit(state_dir, changes: pl.DataFrame, run_id: str, sequence: int = 1) -> dict:
-    draft = cycle.TicketDraft(changes=changes, holds=pl.DataFrame(schema=cycle.HOLD_COLUMNS))
-    snapshot = cycle.SnapshotRef(f"drop-{sequence}", sequence, NOW, date(2026, 11, 19), date(2027, 2, 24))
-    return cycle.commit_plan(
+    draft = drafting.TicketDraft(changes=changes, holds=pl.DataFrame(schema=drafting.HOLD_COLUMNS))
+    snapshot = plan_reads.SnapshotRef(f"drop-{sequence}", sequence, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    return commit.commit_plan(
         state_dir, run_id=run_id, bookings=None, ticket_draft=draft, snapshot=snapshot, now=NOW
     )["ServiceRequest"]
 
 
 def _open_payloads(state_dir) -> list[dict]:
-    con = cycle.open_state(state_dir)
+    con = plan_reads.open_state(state_dir)
     try:
         rows = con.execute("SELECT payload FROM outbox WHERE status = 'pending'").fetchall()
     finally:
@@ -160,25 +168,25 @@ def outcome(kind, status=None, code=None, diagnostics=None):
 
 
 def test_409_stale_settles_done_with_a_note():
-    assert cycle.classify(outcome("stale", 409, "conflict")) == (
+    assert push.classify(outcome("stale", 409, "conflict")) == (
         "done", "stale: Clinic24 holds a newer source-sequence (409)")
 
 
 def test_r12_guardian_missing_holds_and_other_rejections_dead_letter_without_free_text():
-    assert cycle.classify(outcome("rejected", 422, "business-rule", "primary-guardian-missing"))[0] == "held"
-    assert cycle.classify(outcome("rejected", 404, "not-found", "unknown-location")) == (
+    assert push.classify(outcome("rejected", 422, "business-rule", "primary-guardian-missing"))[0] == "held"
+    assert push.classify(outcome("rejected", 404, "not-found", "unknown-location")) == (
         "dead", "404 not-found: unknown-location")
-    status, reason = cycle.classify(outcome("rejected", 422, "invalid", "Patient Åsa Öberg 19581124-3269 invalid"))
+    status, reason = push.classify(outcome("rejected", 422, "invalid", "Patient Åsa Öberg 19581124-3269 invalid"))
     assert status == "dead"
     assert reason == "422 invalid: (diagnostics withheld)"
 
 
 def test_a_second_sync_in_the_same_state_folder_is_turned_away(tmp_path):
-    with cycle.exclusive_run(tmp_path) as first:
+    with runlock.exclusive_run(tmp_path) as first:
         assert first
-        with cycle.exclusive_run(tmp_path) as second:
+        with runlock.exclusive_run(tmp_path) as second:
             assert not second
-    with cycle.exclusive_run(tmp_path) as again:
+    with runlock.exclusive_run(tmp_path) as again:
         assert again
 
 
@@ -192,11 +200,11 @@ def test_r08_an_ending_change_without_a_known_payload_is_held_not_fatal(tmp_path
          "status": ["cancelled"], "start_at": [NOW], "unit_hsa_id": [UNIT], "cancel_reason": ["x"]},
         schema_overrides={"start_at": pl.Datetime("us", "UTC")},
     )
-    snapshot = cycle.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    snapshot = plan_reads.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
     failed: list[dict] = []
-    rows = cycle._outbox_rows(
-        con, changes, resource_type=cycle.APPOINTMENT, key="booking_id",
-        builder=cycle.build_appointment, snapshot=snapshot, failed=failed,
+    rows = commit._outbox_rows(
+        con, changes, resource_type=ResourceType.APPOINTMENT, key="booking_id",
+        builder=build_appointment, snapshot=snapshot, failed=failed,
     )
     assert rows.height == 0
     assert [(f["key"], f["rule"]) for f in failed] == [("b1", "payload")]
@@ -216,25 +224,25 @@ def test_guard_counts_only_bookings_from_the_window_start(tmp_path):
 
 
 def test_r19_mass_ticket_revocation_is_held_like_mass_cancellation(tmp_path):
-    con = cycle.open_state(tmp_path)
+    con = plan_reads.open_state(tmp_path)
     for n in range(100):
         con.execute(
             "INSERT INTO clinic24_record VALUES ('ServiceRequest', ?, 'active', NULL, ?, 'h', 1, '1', ?)",
             [f"t{n}", UNIT, NOW],
         )
     con.close()
-    snapshot = cycle.SnapshotRef("20261126T080000-000009", 9, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    snapshot = plan_reads.SnapshotRef("20261126T080000-000009", 9, NOW, date(2026, 11, 19), date(2027, 2, 24))
     no_booking_changes = pl.DataFrame(schema={"booking_id": pl.Utf8, "change_kind": pl.Utf8})
-    empty = pl.DataFrame(schema=cycle.HOLD_COLUMNS)
-    draft = cycle.BookingDraft(snapshot, no_booking_changes, empty, pl.DataFrame(), pl.DataFrame())
+    empty = pl.DataFrame(schema=drafting.HOLD_COLUMNS)
+    draft = drafting.BookingDraft(snapshot, no_booking_changes, empty, pl.DataFrame(), pl.DataFrame())
     revokes = pl.DataFrame({"basis_id": [f"t{n}" for n in range(30)], "change_kind": ["revoke"] * 30})
-    guard = cycle.apply_guard(
-        tmp_path, draft, cycle.TicketDraft(revokes, empty), max_share=0.05, floor=20, now=NOW
+    guard = drafting.apply_guard(
+        tmp_path, draft, drafting.TicketDraft(revokes, empty), max_share=0.05, floor=20, now=NOW
     )
     assert guard.held and guard.newly_held
     assert "30 ticket revocations" in guard.reason
-    few = cycle.TicketDraft(revokes.head(4), empty)
-    assert not cycle.apply_guard(tmp_path, draft, few, max_share=0.05, floor=20, now=NOW).held
+    few = drafting.TicketDraft(revokes.head(4), empty)
+    assert not drafting.apply_guard(tmp_path, draft, few, max_share=0.05, floor=20, now=NOW).held
 
 
 class _GuardianLookups:
@@ -250,21 +258,21 @@ class _GuardianLookups:
         return patient_id in self.with_guardian
 
 
-def _guardian_draft(children: dict[str, str]) -> cycle.BookingDraft:
+def _guardian_draft(children: dict[str, str]) -> drafting.BookingDraft:
     """A draft whose only content that matters here: booking id -> child's personnummer."""
-    snapshot = cycle.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
+    snapshot = plan_reads.SnapshotRef("20261126T080000-000001", 1, NOW, date(2026, 11, 19), date(2027, 2, 24))
     candidates = pl.DataFrame(
         {"booking_id": list(children), "patient_id": list(children.values()),
          "patient_id_kind": ["personnummer"] * len(children)}
     )
     empty = pl.DataFrame()
-    return cycle.BookingDraft(snapshot, empty, pl.DataFrame(schema=cycle.HOLD_COLUMNS), empty, candidates)
+    return drafting.BookingDraft(snapshot, empty, pl.DataFrame(schema=drafting.HOLD_COLUMNS), empty, candidates)
 
 
 def test_r12_new_children_are_looked_up_within_the_budget_and_the_rest_checked_by_the_upsert(tmp_path):
     children = {f"b{n}": f"2019010{n}1234" for n in range(1, 6)}  # five children, none seen before
     client = _GuardianLookups(with_guardian={"201901021234"})
-    answers = cycle.check_guardians(tmp_path, _guardian_draft(children), client, max_lookups=2)
+    answers = drafting.check_guardians(tmp_path, _guardian_draft(children), client, max_lookups=2)
     assert client.asked == ["201901011234", "201901021234"], "lookups in patient-id order, no more than the budget"
     decided = dict(answers.iter_rows())
     assert decided == {
@@ -276,14 +284,14 @@ def test_r12_new_children_are_looked_up_within_the_budget_and_the_rest_checked_b
 
 
 def test_r12_a_child_already_held_is_rechecked_by_the_upsert_not_looked_up_again(tmp_path):
-    con = cycle.open_state(tmp_path)
+    con = plan_reads.open_state(tmp_path)
     try:
-        held = pl.DataFrame([("b1", UNIT, "R12", "needs primary guardian")], schema=cycle.HOLD_COLUMNS, orient="row")
-        store.replace_holds(con, held, resource_type=cycle.APPOINTMENT, now=NOW)
+        held = pl.DataFrame([("b1", UNIT, "R12", "needs primary guardian")], schema=drafting.HOLD_COLUMNS, orient="row")
+        store.replace_holds(con, held, resource_type=ResourceType.APPOINTMENT, now=NOW)
     finally:
         con.close()
     client = _GuardianLookups(with_guardian=set())
-    answers = cycle.check_guardians(tmp_path, _guardian_draft({"b1": "201901011234", "b2": "201901021234"}), client)
+    answers = drafting.check_guardians(tmp_path, _guardian_draft({"b1": "201901011234", "b2": "201901021234"}), client)
     assert client.asked == ["201901021234"]
     assert dict(answers.iter_rows()) == {"201901011234": True, "201901021234": False}
 
@@ -303,9 +311,9 @@ def _accepted_world(tmp_path):
     write_drop(region, landing)
     ingest_pending(landing, state, as_of=as_of)
     units = list(region.clinic24_units)
-    draft = cycle.draft_booking_plan(state, units, as_of=as_of)
-    cycle.commit_plan(state, run_id="initial", bookings=draft, ticket_draft=None, snapshot=draft.snapshot, now=NOW)
-    con = cycle.open_state(state)
+    draft = drafting.draft_booking_plan(state, units, as_of=as_of)
+    commit.commit_plan(state, run_id="initial", bookings=draft, ticket_draft=None, snapshot=draft.snapshot, now=NOW)
+    con = plan_reads.open_state(state)
     try:
         con.execute("UPDATE outbox SET status = 'done', last_outcome = 'accepted', version = '1', settled_at = ?",
                     [NOW])
@@ -335,17 +343,17 @@ def test_r07_only_end_or_practitioner_changed_is_recorded_as_rebook_in_the_outbo
     )
     write_drop(drop, landing)
     ingest_pending(landing, state, as_of=later)
-    draft = cycle.draft_booking_plan(state, units, as_of=later)
+    draft = drafting.draft_booking_plan(state, units, as_of=later)
     planned = {k: (kind, rule) for k, kind, rule in draft.changes.select("booking_id", "change_kind", "rule").rows()}
     assert planned[end_only] == ("rebook", "R07")
     assert planned[practitioner_only] == ("rebook", "R07")
     # Issue 12: the hashes reused from the previous plan's cache change nothing in the plan.
-    cache = cycle._hash_cache_path(state)
+    cache = drafting._hash_cache_path(state)
     assert cache.stat().st_mode & 0o777 == 0o600
     cache.unlink()
-    assert_frame_equal(cycle.draft_booking_plan(state, units, as_of=later).changes, draft.changes)
-    cycle.commit_plan(state, run_id="next", bookings=draft, ticket_draft=None, snapshot=draft.snapshot, now=NOW)
-    con = cycle.open_state(state)
+    assert_frame_equal(drafting.draft_booking_plan(state, units, as_of=later).changes, draft.changes)
+    commit.commit_plan(state, run_id="next", bookings=draft, ticket_draft=None, snapshot=draft.snapshot, now=NOW)
+    con = plan_reads.open_state(state)
     try:
         rules = dict(con.execute(
             "SELECT key, rule || '/' || change_kind FROM outbox WHERE status = 'pending' AND key IN (?, ?)",

@@ -8,7 +8,7 @@ import pytest
 
 from mvg_sync.store import outbox as store
 from mvg_sync.store.types import ResourceType
-from mvg_sync.sync import cycle
+from mvg_sync.sync import push
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -49,11 +49,11 @@ def statuses(con):
 
 def settled(con, change_id, outcome, new_status, version="1", reason=None):
     """One answer, with the entry's own columns as push_pending passes them."""
-    entry = next(e for e in store.pending_entries(con) if e["change_id"] == change_id)
+    entry = next(e for e in store.pending_entries(con) if e.change_id == change_id)
     return pl.DataFrame(
         [{"change_id": change_id, "outcome": outcome, "new_status": new_status, "reason": reason,
-          "version": version, "settled_at": NOW, **{k: entry[k] for k in cycle._RECORDED}}],
-        schema=cycle.SETTLED_SCHEMA,
+          "version": version, "settled_at": NOW, **{k: getattr(entry, k) for k in push._RECORDED}}],
+        schema=push.SETTLED_SCHEMA,
     )
 
 
@@ -69,7 +69,7 @@ def test_replan_with_new_content_supersedes_the_old_entry(con):
     store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
     store.write_plan(con, {"Appointment": changes(("b1", "create", "h2"))}, plan_id="run2", now=NOW)
     assert statuses(con) == {"run1/Appointment/b1": "superseded", "run2/Appointment/b1": "pending"}
-    assert [e["change_id"] for e in store.pending_entries(con)] == ["run2/Appointment/b1"]
+    assert [e.change_id for e in store.pending_entries(con)] == ["run2/Appointment/b1"]
 
 
 def test_a_change_no_longer_planned_is_superseded(con):
@@ -103,7 +103,7 @@ def test_dead_letter_stays_dead_until_redrive(con):
     assert statuses(con) == {"run1/Appointment/b1": "dead"}
     assert store.pending_entries(con) == []
     assert store.redrive(con) == 1
-    assert [e["key"] for e in store.pending_entries(con)] == ["b1"]
+    assert [e.key for e in store.pending_entries(con)] == ["b1"]
 
 
 def test_approval_hold_and_release(con):
@@ -134,7 +134,7 @@ def test_pending_and_in_doubt_entries_are_typed_rows(con):
                      plan_id="run1", now=NOW)
     pending = store.pending_entries(con)
     assert [type(e).__name__ for e in pending] == ["PendingEntry", "PendingEntry"]
-    assert pending[0].resource_type is ResourceType.APPOINTMENT and pending[0]["key"] == pending[0].key
+    assert pending[0].resource_type is ResourceType.APPOINTMENT
     assert store.pending_entries(con, "ServiceRequest") == []
     assert store.pending_count(con) == 2
     in_doubt = store.in_doubt_entries(con, "Appointment", ["b1"])
