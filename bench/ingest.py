@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -25,14 +26,17 @@ from pathlib import Path
 from mvg_sync.timeutil import STOCKHOLM
 
 OUT = Path(__file__).resolve().parent / "out" / "ingest"
+# Drops are generated once and kept here; the 10 M drop is ~4.2 GB, so keep it outside the
+# repository: MVG_BENCH_CACHE=/work/bench-cache (or --cache).
+CACHE = Path(os.environ.get("MVG_BENCH_CACHE") or OUT)
 AS_OF = datetime(2026, 11, 26, 8, 5, tzinfo=STOCKHOLM)
 # the target ratios to the baseline: CPU at 400 k, wall at 10 M; and peak memory at 10 M
 TARGETS = {400_000: ("cpu", 1.5, None), 10_000_000: ("wall", 1.2, 4.0)}
 
 
-def landing_for(n_bookings: int) -> Path:
+def landing_for(n_bookings: int, cache: Path | None = None) -> Path:
     """Generate the drop once; later runs reuse the cache."""
-    landing = OUT / f"landing-{n_bookings}"
+    landing = Path(cache or CACHE) / f"landing-{n_bookings}"
     if any(landing.glob("*/manifest.json")):
         return landing
     from mvg_sync.generator import generate_region, write_drop
@@ -52,7 +56,7 @@ from datetime import datetime
 from pathlib import Path
 from mvg_sync.ingest import ingest_pending
 report = ingest_pending(Path({landing!r}), Path({state!r}), as_of=datetime.fromisoformat({as_of!r}))
-print(json.dumps(report.rows()))
+print("BENCH-ROWS " + json.dumps(report.rows()))
 """
 
 BASELINE = """\
@@ -71,13 +75,14 @@ for manifest_path in sorted(landing.glob("*/manifest.json")):
             f"COPY (SELECT t.*, hash(t) AS row_hash FROM read_csv('{{src}}', delim=';', header=true, "
             f"quote='\\"', all_varchar=true, encoding='{{encoding}}') t) TO '{{dst}}' (FORMAT parquet)"
         )
-print("[]")
+print("BENCH-ROWS []")
 """
 
 
 def run_child(template: str, landing: Path) -> dict[str, object]:
     """One fresh process on its own empty state folder: wall, CPU seconds, peak RSS, its rows."""
-    state = Path(tempfile.mkdtemp(dir=OUT, prefix="state-"))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    state = Path(tempfile.mkdtemp(dir=CACHE, prefix="state-"))
     code = template.format(landing=str(landing), state=str(state), as_of=AS_OF.isoformat())
     try:
         started = time.perf_counter()
@@ -89,7 +94,11 @@ def run_child(template: str, landing: Path) -> dict[str, object]:
         shutil.rmtree(state, ignore_errors=True)
     if child.returncode != 0:
         raise RuntimeError(f"child failed:\n{err[-3000:]}")
-    return {"wall_s": wall, "rows": json.loads(out.strip().splitlines()[-1])}
+    # the marked line only: a library may print to stdout too
+    marked = [line for line in out.splitlines() if line.startswith("BENCH-ROWS ")]
+    if not marked:
+        raise RuntimeError(f"child printed no BENCH-ROWS line:\n{out[-2000:]}")
+    return {"wall_s": wall, "rows": json.loads(marked[-1].removeprefix("BENCH-ROWS "))}
 
 
 _LAST_ROWS: list = []
@@ -112,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="400000,10000000", help="bookings per drop, comma-separated")
     parser.add_argument("--pairs", type=int, default=3, help="alternating mvg-sync/baseline pairs per size")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help=f"folder of the generated drops and scratch state (default $MVG_BENCH_CACHE or {OUT})")
     args = parser.parse_args(argv)
+    if args.cache is not None:
+        global CACHE
+        CACHE = args.cache
+        os.environ["MVG_BENCH_CACHE"] = str(args.cache)  # the measured children read it too
     ok = True
     for size in (int(s) for s in args.sizes.split(",")):
         landing = landing_for(size)

@@ -165,10 +165,14 @@ def _safe_duckdb_reason(exc: Exception) -> tuple[str, bool]:
 # A free-text field may be long (issue 14: a 10 MB Bokningsinformation is valid CSV), and
 # DuckDB's default of 2 MB per row would reject the drop. Measured: no cost on ordinary rows.
 MAX_ROW_BYTES = 64 << 20
+# DuckDB sizes its CSV buffers at 16 x max_line_size (1 GiB) unless told: a national file over
+# 1 GiB then needs two such buffers and the work connection's 2 GB limit fails the drop
+# (docs/benchmarks.md, Session 4: 10 M bookings). Two rows' worth per buffer reads it in 1.34 GB.
+READ_BUFFER_BYTES = 2 * MAX_ROW_BYTES
 _READ_CSV = (
     "SELECT * FROM read_csv($path, header = true, delim = ';', quote = '\"', escape = '\"', "
     "encoding = $encoding, auto_detect = false, columns = $columns, strict_mode = true, "
-    "null_padding = false, ignore_errors = false, max_line_size = $max_line_size)"
+    "null_padding = false, ignore_errors = false, max_line_size = $max_line_size, buffer_size = $buffer_size)"
 )
 
 
@@ -230,7 +234,8 @@ def iter_raw_batches(
     """
     # explicit dialect and columns, every column a string: typing is the normaliser's job
     params = {"path": str(source.path), "encoding": source.encoding,
-              "columns": dict.fromkeys(names, "VARCHAR"), "max_line_size": MAX_ROW_BYTES}
+              "columns": dict.fromkeys(names, "VARCHAR"), "max_line_size": MAX_ROW_BYTES,
+              "buffer_size": READ_BUFFER_BYTES}
     # DuckDB draws a progress bar on stdout for a query open over 2 s, and the query stays open
     # while its batches are normalised: the bar would land in `mvg-sync ... --json` output.
     con.execute("SET enable_progress_bar = false")
