@@ -6,7 +6,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo status-demo test lint bench install chromium
+.PHONY: demo status-demo test lint bench install chromium postgresql
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,10 +28,14 @@ status-demo: install
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# The PostgreSQL store's tests start a throwaway server with Debian's initdb/pg_ctl (tests/pg.py).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint chromium
+test: install lint chromium postgresql
 	$(BIN)/python -m pytest
 
 # `make bench` lists the benchmarks and their commands; `make bench BENCH="ingest sync_latency"` runs those.
