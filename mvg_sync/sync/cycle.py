@@ -26,7 +26,7 @@ from mvg_sync import interrupts
 from mvg_sync.clinic24.client import Clinic24Client, EntryOutcome, UpsertEntry
 from mvg_sync.clinic24.payloads import PayloadError, build_appointment, build_service_request
 from mvg_sync.rules import booking_plan, booking_scope, tickets
-from mvg_sync.store import lease
+from mvg_sync.store import lease, transaction
 from mvg_sync.store import outbox as store
 from mvg_sync.store.drops import connect, load_snapshot, pointer_extract_id, quarantined_keys
 from mvg_sync.sync import accepted, crashpoints
@@ -219,40 +219,17 @@ def _previous_desired(state_dir: Path, keys: pl.Series, schema: pl.Schema) -> pl
 
 
 def _accepted_appointments(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, dict]:
-    """`_last_accepted_payloads` for Appointments, fetching only the payloads it returns.
+    """`_last_accepted_payloads` for Appointments, fetching only the payloads it returns."""
+    return _last_accepted_payloads(con, APPOINTMENT, keys)
 
-    Filtering the outbox by key still reads the payload of nearly every stored vector; the
-    row ids of the newest accepted entries are found first and only their payloads read (one
-    snapshot, in a transaction).
-    """
-    if not keys:
-        return {}
-    con.execute("BEGIN TRANSACTION")
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, keys: list[str]) -> Iterator[None]:
+    con.register(name, pl.DataFrame({"key": keys}, schema={"key": pl.String}))
     try:
-        con.register("_wanted_keys", pl.DataFrame({"key": keys}, schema={"key": pl.String}))
-        newest = con.execute(
-            "SELECT key, rowid, source FROM ("
-            "  SELECT key, rowid, 'outbox' AS source, settled_at AS seen_at FROM outbox "
-            "  WHERE resource_type = ? AND status = 'done' AND last_outcome = 'accepted' "
-            "  AND key IN (SELECT key FROM _wanted_keys)"
-            "  UNION ALL SELECT key, rowid, 'observed', observed_at FROM clinic24_observed "
-            "  WHERE resource_type = ? AND key IN (SELECT key FROM _wanted_keys)) "
-            "QUALIFY row_number() OVER (PARTITION BY key ORDER BY seen_at DESC) = 1",
-            [APPOINTMENT, APPOINTMENT],
-        ).fetchall()
-        con.unregister("_wanted_keys")
-        rows: list[tuple[str, str]] = []
-        for source in ("outbox", "clinic24_observed"):
-            ids = [rowid for _, rowid, src in newest if src == ("outbox" if source == "outbox" else "observed")]
-            if ids:
-                rows += con.execute(
-                    f"SELECT key, payload FROM {source} WHERE rowid = ANY(?::BIGINT[])", [ids]  # noqa: S608
-                ).fetchall()
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return {key: json.loads(payload) for key, payload in rows}
+        yield
+    finally:
+        con.unregister(name)
 
 
 # R12 pre-checks per run by `GET RelatedPerson` (one rate-limited request each, ~1 s at the
@@ -427,18 +404,42 @@ ENDING_KINDS = ("cancel", "revoke", "complete")
 
 
 def _last_accepted_payloads(con: duckdb.DuckDBPyConnection, resource_type: str, keys: list[str]) -> dict[str, dict]:
-    """The payload Clinic24 last accepted per key, for changes that only end a resource."""
+    """The payload Clinic24 last accepted per key (R07, R08, R19).
+
+    Filtering the outbox by key still reads the payload of nearly every stored vector; the
+    newest entry per key is found first and only its payload read, in one transaction. Plain
+    SQL for both backends (issue 15: no QUALIFY, rowid or list parameters; the same as
+    shape's store/plan_reads.py, which replaces this on merge).
+    """
     if not keys:
         return {}
-    rows = con.execute(
-        "SELECT key, payload FROM ("
-        "  SELECT key, payload, settled_at AS seen_at FROM outbox WHERE resource_type = ? AND status = 'done' "
-        "  AND last_outcome = 'accepted' AND key IN (SELECT unnest(?))"
-        "  UNION ALL SELECT key, payload, observed_at FROM clinic24_observed WHERE resource_type = ? "
-        "  AND key IN (SELECT unnest(?))) "
-        "QUALIFY row_number() OVER (PARTITION BY key ORDER BY seen_at DESC) = 1",
-        [resource_type, keys, resource_type, keys],
-    ).fetchall()
+    with transaction(con), _registered(con, "_wanted_keys", keys):
+        newest = con.execute(
+            "SELECT key, change_id FROM ("
+            "  SELECT key, change_id, row_number() OVER (PARTITION BY key ORDER BY seen_at DESC) AS newest FROM ("
+            "    SELECT key, change_id, settled_at AS seen_at FROM outbox "
+            "    WHERE resource_type = ? AND status = 'done' AND last_outcome = 'accepted' "
+            "    AND key IN (SELECT key FROM _wanted_keys)"
+            "    UNION ALL SELECT key, CAST(NULL AS VARCHAR), observed_at FROM clinic24_observed "
+            "    WHERE resource_type = ? AND key IN (SELECT key FROM _wanted_keys)) AS seen"
+            ") AS ranked WHERE newest = 1",
+            [resource_type, resource_type],
+        ).fetchall()
+        change_ids = [change_id for _, change_id in newest if change_id is not None]
+        observed = [key for key, change_id in newest if change_id is None]
+        rows: list[tuple[str, str]] = []
+        for at in range(0, len(change_ids), 1000):  # a literal IN list: a point lookup on both backends
+            chunk = change_ids[at:at + 1000]
+            rows += con.execute(
+                f"SELECT key, payload FROM outbox WHERE change_id IN ({', '.join('?' * len(chunk))})", chunk  # noqa: S608
+            ).fetchall()
+        if observed:
+            with _registered(con, "_observed_keys", observed):
+                rows += con.execute(
+                    "SELECT key, payload FROM clinic24_observed "
+                    "WHERE resource_type = ? AND key IN (SELECT key FROM _observed_keys)",
+                    [resource_type],
+                ).fetchall()
     return {key: json.loads(payload) for key, payload in rows}
 
 
@@ -462,11 +463,12 @@ def _open_ticket_changes(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dic
     """Ticket changes still open in the outbox (pending or dead): key -> (kind, hash, payload)."""
     if not keys:
         return {}
-    rows = con.execute(
-        "SELECT key, change_kind, content_hash, payload FROM outbox WHERE resource_type = ? "
-        "AND status IN ('pending', 'dead') AND key IN (SELECT unnest(?))",
-        [SERVICE_REQUEST, keys],
-    ).fetchall()
+    with _registered(con, "_ticket_keys", keys):  # a frame, not a list parameter (issue 15)
+        rows = con.execute(
+            "SELECT key, change_kind, content_hash, payload FROM outbox WHERE resource_type = ? "
+            "AND status IN ('pending', 'dead') AND key IN (SELECT key FROM _ticket_keys)",
+            [SERVICE_REQUEST],
+        ).fetchall()
     return {key: (kind, content_hash, json.loads(payload)) for key, kind, content_hash, payload in rows}
 
 
