@@ -219,3 +219,24 @@ def test_migration_3_records_r12_in_the_rule_of_entries_held_on_the_push(tmp_pat
         assert dict(con.execute("SELECT key, rule FROM outbox ORDER BY key").fetchall()) == {
             "k1": "R12", "k2": "R06", "k3": "R06"}
         assert sync_store.guardian_held_keys(con) == ["k1"]
+
+
+def test_a_read_only_open_answers_a_query_that_registers_a_frame(tmp_path, backend):  # both stores (issue 15)
+    """`status` counts the open outbox through a registered frame on a read-only connection:
+    PostgreSQL refuses a temp table's CREATE/DROP in a read-only session unless the backend lifts it."""
+    from mvg_sync.store import queries
+    from mvg_sync.store.types import OPEN_STATUSES, OutboxStatus
+
+    state_dir = tmp_path / "state"
+    with store.connect(state_dir) as con:
+        con.execute(
+            "INSERT INTO outbox (change_id, plan_id, resource_type, key, change_kind, rule, content_hash, "
+            "source_sequence, payload, target_status, status, reason, created_at) "
+            "VALUES ('p/k1', 'p', 'Appointment', 'k1', 'create', 'R06', 'h', 1, '{}', 'booked', ?, NULL, now())",
+            [OutboxStatus.PENDING])
+    with store.connect(state_dir, read_only=True) as con:
+        for _ in range(2):  # registered and dropped again: the second open finds no leftover
+            counts = queries.outbox_counts(con, OPEN_STATUSES)
+            assert [(c.status, c.resource_type, c.count) for c in counts] == [(OutboxStatus.PENDING, "Appointment", 1)]
+        with pytest.raises(duckdb.Error):  # and the connection still refuses to write
+            con.execute("DELETE FROM outbox")
