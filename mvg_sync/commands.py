@@ -200,9 +200,9 @@ def check_unit(state_dir, unit: str) -> None:
 
     units = load_snapshot(state_dir, "units")
     known = set(units.get_column("unit_hsa_id").to_list()) if units is not None else set()
-    db = state_dir / "state.duckdb"
-    if db.exists():
-        from mvg_sync import store
+    from mvg_sync import store
+
+    if store.exists(state_dir):  # the file, or the schema on PostgreSQL (issue 15)
         from mvg_sync.store import outbox
 
         with store.connect(state_dir, read_only=True) as con:  # waits while a sync holds it

@@ -44,7 +44,7 @@ def purge(
     cutoff = min(now, as_of or now) - timedelta(days=older_than_days)
     counts = {"cutoff": cutoff.isoformat(), "drop_folders": 0, "quarantine_rows": 0,
               "outbox_entries": 0, "snapshot_folders": 0}
-    if not (state_dir / store.STATE_FILE).exists():
+    if not store.exists(state_dir):  # the file, or the schema on PostgreSQL (issue 15)
         return counts
 
     with store.connect(state_dir) as con:

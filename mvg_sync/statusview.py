@@ -25,10 +25,9 @@ def collect(state_dir: Path, landing_dir: Path) -> dict:
     """Everything `status` shows, as plain data (the `--json` output)."""
     now = utc_now()
     out: dict = {"state_dir": str(state_dir), "landing_dir": str(landing_dir)}
-    db = state_dir / store.STATE_FILE
     known: set[str] = set()
-    out["has_store"] = db.exists()
-    if not db.exists():
+    out["has_store"] = store.exists(state_dir)  # the file, or the schema on PostgreSQL (issue 15)
+    if not out["has_store"]:
         out.update(drops={}, recent_drops=[], quarantine=[], awaiting_approval=[], holds=[], outbox=[],
                    last_run=None, last_failure=None, unit_left_clinic24=0, snapshots={})
     else:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from mvg_sync import store
 from mvg_sync.ingest.manifest import MANIFEST, manifest_being_written
-from mvg_sync.store import STATE_FILE
 from mvg_sync.store import drops as state
 from mvg_sync.timeutil import utc_now
 
@@ -23,8 +22,7 @@ def describe_state(
     at most `last_drops` named.
     """
     now = utc_now() if now is None else now
-    db = state_dir / STATE_FILE
-    if not db.exists():
+    if not store.exists(state_dir):  # the file, or the schema on PostgreSQL (issue 15)
         landing = _describe_landing(landing_dir, set(), last_drops, now)
         return "\n".join(["ingestion: no drops processed yet", *landing])
     with store.connect(state_dir, read_only=True) as con:

@@ -62,9 +62,10 @@ def default_period(as_of: datetime, kind: str = "yesterday") -> ReportPeriod:
 
 def load_datasets(state_dir: Path) -> dict[str, pl.DataFrame]:
     """The latest accepted snapshot of every dataset; `MissingInput` names what is absent."""
+    from mvg_sync import store
     from mvg_sync.store.drops import load_snapshot
 
-    if not (state_dir / "state.duckdb").exists():
+    if not store.exists(state_dir):  # the file, or the schema on PostgreSQL (issue 15)
         raise MissingInput(f"no state store in {state_dir}: no drop has been ingested yet "
                            "(run `mvg-sync sync` first)")
     frames = {name: load_snapshot(state_dir, name) for name in DATASETS}

@@ -62,10 +62,12 @@ def open_state_readonly(state_dir: Path, *, attempts: int | None = None) -> Conn
     `attempts` is kept for callers of the earlier signature; the wait is the store's own
     (mvg_sync.store.READ_WAIT_S), announced on stderr after a second.
     """
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no state store at {path}: nothing has been ingested yet")
-    return store.connect(state_dir, read_only=True)
+    try:
+        return store.connect(state_dir, read_only=True)
+    except store.NoStore:  # no file, or no schema on PostgreSQL (issue 15); a FileNotFoundError
+        raise store.NoStore(
+            f"no state store at {state_dir / STATE_FILE}: nothing has been ingested yet"
+        ) from None
 
 
 def sync_health(con: Connection, *, start: datetime, end: datetime) -> SyncHealth:

@@ -31,7 +31,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -584,15 +585,17 @@ class PgConnection:
             sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(frame.columns, types, strict=True)
         )
         try:
-            self.raw.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
-            self.raw.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(table, columns))
+            with self._temp_ddl():
+                self.raw.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
+                self.raw.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(table, columns))
             if frame.height:
                 with self.raw.cursor() as cur, cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(table)) as copy:
                     copy.set_types(types)
                     for row in frame.iter_rows():
                         copy.write_row(row)
                 if frame.height >= 1000:  # temp tables get no autovacuum statistics: join plans need them
-                    self.raw.execute(sql.SQL("ANALYZE {}").format(table))
+                    with self._temp_ddl():
+                        self.raw.execute(sql.SQL("ANALYZE {}").format(table))
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         return self
@@ -603,8 +606,28 @@ class PgConnection:
             # raise over the error that is on its way up)
             self._drop_after_rollback.add(view_name)
             return self
-        self._run(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(view_name)).as_string(self.raw), None)
+        with self._temp_ddl():
+            self._run(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(view_name)).as_string(self.raw), None)
         return self
+
+    @contextmanager
+    def _temp_ddl(self) -> Iterator[None]:
+        """Let a read-only session create and drop a registered frame's temp table.
+
+        PostgreSQL refuses every CREATE and DROP in a read-only transaction, temp tables
+        included (found by the concurrency test on PostgreSQL: `status` registers the statuses
+        it counts). The table is this session's own, so outside a transaction the read-only
+        default is lifted for just these statements; inside one it cannot be, and PostgreSQL's
+        error stands (no read path registers a frame inside a transaction).
+        """
+        lift = self.read_only and self.raw.info.transaction_status == TransactionStatus.IDLE
+        if lift:
+            self.raw.execute("SET default_transaction_read_only = off")
+        try:
+            yield
+        finally:
+            if lift:
+                self.raw.execute("SET default_transaction_read_only = on")
 
     def _copy_out(self, query: str, params: Any) -> pa.Table:
         text, bound = translate(query.strip().rstrip(";"), params)

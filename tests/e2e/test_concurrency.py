@@ -46,7 +46,7 @@ def _timed(world, *args: str) -> tuple[float, subprocess.CompletedProcess]:
     return time.monotonic() - started, answer
 
 
-def test_status_and_report_during_a_sync_all_answer_and_change_nothing(tmp_path, undisturbed):
+def test_status_and_report_during_a_sync_all_answer_and_change_nothing(tmp_path, undisturbed, backend):
     from mvg_sync import store
     from mvg_sync.sync import health
 
@@ -59,7 +59,7 @@ def test_status_and_report_during_a_sync_all_answer_and_change_nothing(tmp_path,
         world.state.mkdir()  # as deployed: the folder exists, no sync has run yet
         idle = _timed(world, "status")
         assert idle[1].returncode == 0 and f"no state yet at {world.state}" in idle[1].stdout
-        assert not (world.state / "state.duckdb").exists(), "status must not create a store"
+        assert not store.exists(world.state), "status must not create a store"
         env = {**os.environ, **world.env(), **prefect_env()}
         sync = subprocess.Popen(
             [sys.executable, "-m", "mvg_sync.cli", "sync", "--as-of", AS_OF.isoformat()],
@@ -82,7 +82,7 @@ def test_status_and_report_during_a_sync_all_answer_and_change_nothing(tmp_path,
         # status's own reads, timed from this process every 0.5 s (a loaded machine makes a
         # whole `mvg-sync status` process slow to start; the bar is the store's answer)
         while sync.poll() is None:
-            if (world.state / "state.duckdb").exists():
+            if store.exists(world.state):
                 notes: list[str] = []
                 started = time.monotonic()
                 with store.connect(world.state, read_only=True, notice=notes.append) as con:

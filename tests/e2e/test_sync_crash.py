@@ -37,7 +37,8 @@ def sync(world, *, crash_at: str | None = None, extra_env: dict | None = None):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, prefect_harness):
-    """The undisturbed run: two cycles (the second must send nothing)."""
+    """The undisturbed run: two cycles (the second must send nothing). On the file store (it is
+    set up before the function-scoped `backend`): a crashed run on either backend must equal it."""
     world = make_world(tmp_path_factory.mktemp("clean"))
     try:
         two_drops(world)
@@ -50,6 +51,9 @@ def reference(tmp_path_factory, prefect_harness):
         world.sandbox.stop()
 
 
+# Every crash point runs on both stores (`backend`, issue 15.2): measured on this 2-core machine,
+# a PostgreSQL variant takes about as long as its DuckDB one (this file: 226 s vs 221 s, plus the
+# DuckDB-only reference), so no subset was needed to stay inside CI's 90 minutes.
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "crash_at",
@@ -62,7 +66,7 @@ def reference(tmp_path_factory, prefect_harness):
         "before-settle:2",     # mid-way: second batch applied, not recorded
     ],
 )
-def test_crash_then_rerun_equals_the_undisturbed_run(tmp_path, reference, crash_at):
+def test_crash_then_rerun_equals_the_undisturbed_run(tmp_path, reference, crash_at, backend):
     world = make_world(tmp_path)
     try:
         two_drops(world)
@@ -76,7 +80,7 @@ def test_crash_then_rerun_equals_the_undisturbed_run(tmp_path, reference, crash_
 
 
 @pytest.mark.slow
-def test_crash_with_sandbox_faults_still_converges(tmp_path, reference):
+def test_crash_with_sandbox_faults_still_converges(tmp_path, reference, backend):
     faults = {"fail_before_share": 0.2, "fail_after_share": 0.1, "throttle_share": 0.05, "seed": 11}
     world = make_world(tmp_path, faults=faults)
     try:

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
+import pytest
 
 from flows.booking_sync import booking_sync
+from mvg_sync import store
 from mvg_sync.generator import next_region
 from tests.e2e.sync_world import AS_OF, rechecks_only
+
+# Every test on the file store and on PostgreSQL (issue 15.2): `backend` sets MVG_STATE_URL,
+# which the flow (in this process) and `mvg-sync` subprocesses read.
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def run(as_of):
@@ -18,15 +24,10 @@ def run(as_of):
 
 def expected_live(world) -> set[str]:
     """Bookings the sync must hold as booked in Clinic24 after the drop (from the state store)."""
-    import duckdb
-
-    con = duckdb.connect(str(world.state / "state.duckdb"))
-    try:
+    with store.connect(world.state, read_only=True) as con:
         return {r[0] for r in con.execute(
             "SELECT key FROM clinic24_record WHERE resource_type = 'Appointment' AND status = 'booked'"
         ).fetchall()}
-    finally:
-        con.close()
 
 
 def test_r06_first_drop_creates_bookings_and_an_identical_rerun_writes_nothing(world):
@@ -131,11 +132,8 @@ def test_a_waiting_run_without_a_drop_still_runs_its_cycle(world):
 def test_r12_child_digital_visit_is_held_until_a_primary_guardian_exists(world):
     world.drop(world.region)
     run(AS_OF)
-    import duckdb
-
-    con = duckdb.connect(str(world.state / "state.duckdb"))
-    held = con.execute("SELECT key FROM holds WHERE rule = 'R12'").fetchall()
-    con.close()
+    with store.connect(world.state, read_only=True) as con:
+        held = con.execute("SELECT key FROM holds WHERE rule = 'R12'").fetchall()
     assert held, "the generated region has children without a guardian"
     key = held[0][0]
     assert key not in world.appointments()
@@ -182,8 +180,6 @@ def test_r13_a_quarantined_booking_is_neither_pushed_nor_cancelled(world):
     read as a vanished booking (R08) but kept as it is until a clean drop delivers it."""
     from dataclasses import replace
 
-    import duckdb
-
     world.drop(world.region)
     assert run(AS_OF)[0].is_completed()
     before = world.appointments()
@@ -200,13 +196,10 @@ def test_r13_a_quarantined_booking_is_neither_pushed_nor_cancelled(world):
     state, _ = run(later)
     assert state.is_completed(), state.message
     assert world.appointments()[key] == before[key], "a quarantined booking must not change in Clinic24"
-    con = duckdb.connect(str(world.state / "state.duckdb"))
-    try:
+    with store.connect(world.state, read_only=True) as con:
         rows = con.execute(
             "SELECT rule, column_name FROM quarantine WHERE record_key = ? AND file = 'bokningar.csv'", [key]
         ).fetchall()
-    finally:
-        con.close()
     assert rows == [("R13", "Personnummer")]
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import signal
 from datetime import timedelta
 
-import duckdb
 import pytest
 
+from mvg_sync import store
 from tests.e2e.sync_world import AS_OF, comparable, make_world, prefect_env
 from tests.e2e.ticket_world import lifecycle
 
@@ -38,8 +38,7 @@ def new_world(path):
 
 def ticket_state(world) -> tuple[int, set[str]]:
     """(pending ticket entries in the outbox, tickets Clinic24 holds otherwise than recorded)."""
-    con = duckdb.connect(str(world.state / "state.duckdb"))
-    try:
+    with store.connect(world.state, read_only=True) as con:  # either backend (issue 15)
         pending = con.execute(
             "SELECT count(*) FROM outbox WHERE resource_type = 'ServiceRequest' AND status = 'pending'"
         ).fetchone()[0]
@@ -48,8 +47,6 @@ def ticket_state(world) -> tuple[int, set[str]]:
                 "SELECT key, status FROM clinic24_record WHERE resource_type = 'ServiceRequest'"
             ).fetchall()
         )
-    finally:
-        con.close()
     held = {key: t["status"] for key, t in world.tickets().items()}
     return pending, {key for key, status in held.items() if recorded.get(key) != status}
 
@@ -71,6 +68,8 @@ def reference(tmp_path_factory, prefect_harness):
         world.sandbox.stop()
 
 
+# Every crash point on both stores (`backend`, issue 15.2): a PostgreSQL variant costs about what
+# its DuckDB one does (measured: 221 s vs 180 s for this file), so all of them stay.
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("phase", "crash_at"),
@@ -81,7 +80,7 @@ def reference(tmp_path_factory, prefect_harness):
         ("lifecycle", "after-settle:1"),  # one batch recorded, the others not sent or not recorded
     ],
 )
-def test_r16_r19_ticket_crash_then_rerun_equals_the_undisturbed_run(tmp_path, reference, phase, crash_at):
+def test_r16_r19_ticket_crash_then_rerun_equals_the_undisturbed_run(tmp_path, reference, phase, crash_at, backend):
     world, story = new_world(tmp_path)
     try:
         world.drop(story.first)
@@ -109,7 +108,7 @@ def test_r16_r19_ticket_crash_then_rerun_equals_the_undisturbed_run(tmp_path, re
 
 
 @pytest.mark.slow
-def test_r16_rerun_minutes_after_a_crash_does_not_issue_again(tmp_path, prefect_harness):
+def test_r16_rerun_minutes_after_a_crash_does_not_issue_again(tmp_path, prefect_harness, backend):
     """The next scheduled run plans at a later `as_of`; tickets Clinic24 already holds stay version 1."""
     world, story = new_world(tmp_path)
     try:

@@ -19,6 +19,11 @@ from mvg_sync.store import migrations
 from mvg_sync.store import outbox as sync_store
 from tests.fixtures.store_v1.make import COUNTS, POINTED
 
+# Tests that take `backend` run on the file store and on PostgreSQL (issue 15.2). The others
+# stay DuckDB-only on purpose: the v1 fixture is a DuckDB file of release d2a810e (PostgreSQL
+# stores start at the current schema), and the waits and the lease are about DuckDB's file
+# lock between processes (PostgreSQL has row locks and the advisory write lock of
+# store/postgres.py instead; a lease there never has to let go).
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "store_v1"
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -85,7 +90,7 @@ def test_a_store_newer_than_the_code_is_refused_in_one_line(tmp_path, backend): 
         assert "newer than this mvg-sync understands" in message
 
 
-def test_new_snapshot_pointers_are_kept_relative_to_the_state_folder(tmp_path):
+def test_new_snapshot_pointers_are_kept_relative_to_the_state_folder(tmp_path, backend):
     state_dir = tmp_path / "state"
     path = state.snapshot_path(state_dir, "20261126T080000-000001", "bookings")
     path.parent.mkdir(parents=True)
@@ -198,7 +203,7 @@ def test_a_lease_lets_go_when_another_process_waits(tmp_path):
             con.execute("SELECT 1")
 
 
-def test_migration_3_records_r12_in_the_rule_of_entries_held_on_the_push(tmp_path):
+def test_migration_3_records_r12_in_the_rule_of_entries_held_on_the_push(tmp_path, backend):
     """A store at version 2 kept R12 only in the reason of a held entry; v3 backfills the rule."""
     with store.connect(tmp_path) as con:
         for key, status, reason in [("k1", "held", "R12 needs-primary-guardian"), ("k2", "dead", "422 x"),
@@ -214,3 +219,24 @@ def test_migration_3_records_r12_in_the_rule_of_entries_held_on_the_push(tmp_pat
         assert dict(con.execute("SELECT key, rule FROM outbox ORDER BY key").fetchall()) == {
             "k1": "R12", "k2": "R06", "k3": "R06"}
         assert sync_store.guardian_held_keys(con) == ["k1"]
+
+
+def test_a_read_only_open_answers_a_query_that_registers_a_frame(tmp_path, backend):  # both stores (issue 15)
+    """`status` counts the open outbox through a registered frame on a read-only connection:
+    PostgreSQL refuses a temp table's CREATE/DROP in a read-only session unless the backend lifts it."""
+    from mvg_sync.store import queries
+    from mvg_sync.store.types import OPEN_STATUSES, OutboxStatus
+
+    state_dir = tmp_path / "state"
+    with store.connect(state_dir) as con:
+        con.execute(
+            "INSERT INTO outbox (change_id, plan_id, resource_type, key, change_kind, rule, content_hash, "
+            "source_sequence, payload, target_status, status, reason, created_at) "
+            "VALUES ('p/k1', 'p', 'Appointment', 'k1', 'create', 'R06', 'h', 1, '{}', 'booked', ?, NULL, now())",
+            [OutboxStatus.PENDING])
+    with store.connect(state_dir, read_only=True) as con:
+        for _ in range(2):  # registered and dropped again: the second open finds no leftover
+            counts = queries.outbox_counts(con, OPEN_STATUSES)
+            assert [(c.status, c.resource_type, c.count) for c in counts] == [(OutboxStatus.PENDING, "Appointment", 1)]
+        with pytest.raises(duckdb.Error):  # and the connection still refuses to write
+            con.execute("DELETE FROM outbox")
