@@ -6,12 +6,20 @@ both regions' work queues. Each region has its own sandbox, landing and state fo
 stores; PostgreSQL stores share one server by schema, see deploy/regions.toml). The regions'
 Cosmic ids are disjoint (region south's are shifted), so a booking in the wrong Clinic24 or a
 drop in the wrong store would show by its id.
+
+Parametrised over the store (issue 15.3): `duckdb` gives each region a file store in its state
+folder; `postgresql` puts both regions on the session's one throwaway server, each in its own
+schema, through the region file's `state_url` (no password in it, as regions.py demands) and
+`state_schema`. The password takes a deployment's path: MVG_STATE_PASSWORD_<REGION> for
+`mvg-sync setup-prefect --regions`, which saves it as Secret block `mvg-state-password-<region>`;
+the worker's environment holds no MVG_/PG variable, so the runs can only get it from the block.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -55,8 +63,23 @@ def _ids(region: Region) -> set[str]:
     return {str(i) for i in region.bookings["BokningsID"]}
 
 
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store_kind(request, monkeypatch):
+    """None for file stores; for PostgreSQL (server, {region: schema}), each region's password in
+    MVG_STATE_PASSWORD_<REGION> for setup-prefect only (deploy_regions passes those on)."""
+    monkeypatch.delenv("MVG_STATE_URL", raising=False)  # the region file decides, not this process
+    if request.param == "duckdb":
+        return None
+    server = request.getfixturevalue("pg_server")
+    tag = secrets.token_hex(4)
+    schemas = {code: f"r_{code}_{tag}" for code in REGIONS}
+    for code in REGIONS:
+        monkeypatch.setenv(f"MVG_STATE_PASSWORD_{code.upper()}", server.password)
+    return server, schemas
+
+
 @pytest.fixture
-def two_regions(tmp_path, prefect_harness):
+def two_regions(tmp_path, prefect_harness, store_kind):
     worlds = {}
     try:
         for i, (code, (seed, n, shift)) in enumerate(REGIONS.items()):
@@ -68,6 +91,9 @@ def two_regions(tmp_path, prefect_harness):
             (root / "landing").mkdir(parents=True)
             drop = write_drop(region, root / "landing")
             worlds[code] = {"root": root, "region": region, "sandbox": sandbox, "drop": drop.name, "as_of": as_of}
+            if store_kind is not None:
+                server, schemas = store_kind
+                worlds[code]["pg"] = (server, schemas[code])
         yield worlds
     finally:
         for world in worlds.values():
@@ -79,7 +105,15 @@ def _cleanup() -> None:
     from prefect.client.orchestration import get_client
     from prefect.variables import Variable
 
+    from mvg_sync.settings import STATE_PASSWORD_BLOCK
+
     with get_client(sync_client=True) as client:
+        for code in REGIONS:  # the next variant must not find this one's password block
+            try:
+                block = client.read_block_document_by_name(f"{STATE_PASSWORD_BLOCK}-{code}", "secret")
+            except Exception:  # noqa: BLE001 - absent: nothing to remove
+                continue
+            client.delete_block_document(block.id)
         for deployment in client.read_deployments():
             if deployment.name.endswith(tuple(f"-{code}" for code in REGIONS)):
                 client.delete_deployment(deployment.id)
@@ -100,6 +134,10 @@ report_dir = "{world['root']}/reports"
 clinic24_base_url = "{world['sandbox'].base_url}"
 clinic24_client_id = "mvg-sync"
 """
+        if "pg" in world:
+            server, schema = world["pg"]
+            # as a deployment's region file: no password here (setup-prefect puts it in a block)
+            text += f'state_url = "postgresql://postgres@127.0.0.1:{server.port}/mvg"\nstate_schema = "{schema}"\n'
     path = tmp_path / "regions.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -138,18 +176,43 @@ def _without_schedules(path: Path) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
-def _store_view(state: Path) -> tuple[set[str], set[str]]:
+def _store_env(world: dict) -> dict[str, str]:
+    """The variables that open this region's store from a test process (its schema, password in the URL)."""
+    if "pg" not in world:
+        return {}
+    server, schema = world["pg"]
+    return {"MVG_STATE_URL": server.url(schema=schema)}
+
+
+def _store_view(world: dict, monkeypatch) -> tuple[set[str], set[str]]:
     """(the store's drops, its Appointment record's booking ids), read through the store's opener."""
     from mvg_sync import store
 
-    with store.connect(state, read_only=True) as con:
+    monkeypatch.delenv("MVG_STATE_URL", raising=False)
+    for key, value in _store_env(world).items():
+        monkeypatch.setenv(key, value)
+    with store.connect(world["root"] / "state", read_only=True) as con:
         drops = {r[0] for r in con.execute("SELECT extract_id FROM drops").fetchall()}
         keys = {r[0] for r in con.execute(
             "SELECT key FROM clinic24_record WHERE resource_type = 'Appointment'").fetchall()}
     return drops, keys
 
 
-def test_two_regions_sync_at_once_and_keep_to_their_own_data(two_regions, tmp_path):
+def _schema_view(world: dict) -> tuple[set[str], set[str]]:
+    """(drops, Appointment keys) in the region's schema, queried on the server directly by name."""
+    from psycopg import sql
+
+    server, schema = world["pg"]
+    with server.admin("mvg") as con:
+        drops = {r[0] for r in con.execute(
+            sql.SQL("SELECT extract_id FROM {}.drops").format(sql.Identifier(schema))).fetchall()}
+        keys = {r[0] for r in con.execute(
+            sql.SQL("SELECT key FROM {}.clinic24_record WHERE resource_type = 'Appointment'").format(
+                sql.Identifier(schema))).fetchall()}
+    return drops, keys
+
+
+def test_two_regions_sync_at_once_and_keep_to_their_own_data(two_regions, tmp_path, store_kind, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
@@ -191,15 +254,23 @@ def test_two_regions_sync_at_once_and_keep_to_their_own_data(two_regions, tmp_pa
         assert stored, f"{code}: nothing reached its Clinic24"
         # its Clinic24 holds its own bookings only, exactly those its store says it pushed
         assert set(stored) <= own, f"{code}: foreign bookings in its Clinic24"
-        drops, record = _store_view(world["root"] / "state")
+        drops, record = _store_view(world, monkeypatch)
         assert set(stored) == record
         assert record <= own
         # its store holds its own drop only; the other's landing folder was never read
         assert drops == {world["drop"]}, drops
         assert not (world["root"] / "state").samefile(other["root"] / "state")
+        if store_kind is not None:
+            # on the shared server: its schema holds its own drop and bookings only, and the
+            # file store was never used (the state folder has snapshots, no DuckDB file)
+            schema_drops, schema_keys = _schema_view(world)
+            assert schema_drops == {world["drop"]}, f"{code}: schema {world['pg'][1]} holds drops {schema_drops}"
+            assert schema_keys == record and schema_keys <= own, f"{code}: foreign bookings in its schema"
+            assert not list((world["root"] / "state").glob("*.duckdb")), f"{code}: a DuckDB file store was written"
         status = subprocess.run(
             [sys.executable, "-m", "mvg_sync.cli", "status", "--json"], capture_output=True, text=True, timeout=300,
-            env={**os.environ, "MVG_STATE_DIR": str(world["root"] / "state"),
+            env={**{k: v for k, v in os.environ.items() if k != "MVG_STATE_URL"}, **_store_env(world),
+                 "MVG_STATE_DIR": str(world["root"] / "state"),
                  "MVG_LANDING_DIR": str(world["root"] / "landing")}, check=False,
         )
         assert status.returncode == 0, status.stderr
