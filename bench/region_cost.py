@@ -7,6 +7,13 @@ as a deployment's runs report to the shared server, so the server's cost is not 
 The initial load runs with the sandbox's rate limit off (its push rate is bench.initial_load's);
 the steady cycle (the next drop, ~1,000 changes) with it on; then
 a run with nothing to do, which is what most scheduled runs are; then `mvg-sync report`. docs/scaling.md has the figures.
+
+`--backend postgresql|both` runs the same steps with the store on PostgreSQL (issue 15): a
+throwaway server from tests/pg.py's `start()` (a bench may import the tests' helper: it needs
+only the stdlib and psycopg, and a second copy would drift), one fresh schema per run, with
+MVG_STATE_URL set for the syncs. `both` alternates the backends and prints each figure beside
+DuckDB's as a ratio; the store's size is the DuckDB file against `pg_total_relation_size` of
+the schema's tables (with their indexes and TOAST).
 """
 
 from __future__ import annotations
@@ -53,7 +60,15 @@ def _sync(env: dict, as_of, command: str = "sync") -> dict:
     return figures
 
 
-def measure(n: int, root: Path) -> dict:
+def _pg_schema_bytes(server, schema: str) -> int:
+    with server.admin("mvg") as con:
+        return int(con.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')",
+            [schema]).fetchone()[0])
+
+
+def measure(n: int, root: Path, pg=None, schema: str | None = None) -> dict:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
@@ -74,6 +89,10 @@ def measure(n: int, root: Path) -> dict:
                    "MVG_REPORT_DIR": str(root / "reports"), "CLINIC24_BASE_URL": sandbox.base_url,
                    "PREFECT_API_URL": PREFECT_API_URL.value(), "GX_ANALYTICS_ENABLED": "false",
                    "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+            env.pop("MVG_STATE_URL", None)
+            env.pop("MVG_STATE_SCHEMA", None)
+            if pg is not None:
+                env["MVG_STATE_URL"] = pg.url(schema=schema)
             sandbox.set_faults(rate_limit=False)
             write_drop(region, landing)
             out["initial"] = _sync(env, as_of)
@@ -91,24 +110,80 @@ def measure(n: int, root: Path) -> dict:
         sandbox.stop()
     out["load_after"] = os.getloadavg()
     out["duckdb_mb"] = _size(state, "*.duckdb*") / 1e6
+    out["store_mb"] = _pg_schema_bytes(pg, schema) / 1e6 if pg is not None else out["duckdb_mb"]
     out["snapshots_mb"] = _size(state, "**/*.parquet") / 1e6
     out["state_mb"] = _size(state) / 1e6
     out["landing_mb"] = _size(landing) / 1e6
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.region_cost", description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000, help="bookings in the region (default 100,000)")
-    args = parser.parse_args(argv)
+STEPS = ("initial", "cycle", "idle", "report")
+MEASURES = (("wall_s", "wall s"), ("cpu_s", "CPU s"), ("peak_rss_mb", "peak RSS MB"))
+
+
+def _one(n: int, backend: str, pg, run: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="region-cost-") as tmp:
-        figures = measure(args.n, Path(tmp))
+        figures = measure(n, Path(tmp), pg, f"bench_{backend}_{run}" if pg is not None else None)
         for sub in ("gx", "snapshots"):
             folder = Path(tmp) / "state" / sub
             if folder.exists():
                 figures[f"{sub}_folder_mb"] = _size(folder) / 1e6
-    for key, value in figures.items():
-        print(f"{key}: {value}")
+    return figures
+
+
+def _table(runs: list[tuple[str, dict]]) -> str:
+    """Each figure per run, and PostgreSQL's over the DuckDB run before it as a ratio."""
+    names = [f"{backend} #{i + 1}" for i, (backend, _) in enumerate(runs)]
+    lines = ["| step | measure | " + " | ".join(names) + " | pg/duckdb |", "|---|---|" + "---|" * (len(runs) + 1)]
+
+    def ratio(pick) -> str:
+        duck = [pick(f) for b, f in runs if b == "duckdb"]
+        pg = [pick(f) for b, f in runs if b == "postgresql"]
+        if not duck or not pg or not min(duck):
+            return ""
+        return " ".join(f"{p / d:.2f}×" for d, p in zip(duck, pg, strict=False))
+
+    for step in STEPS:
+        for key, label in MEASURES:
+            cells = " | ".join(f"{f[step][key]:.1f}" for _, f in runs)
+            lines.append(f"| {step} | {label} | {cells} | {ratio(lambda f, s=step, k=key: f[s][k])} |")
+    cells = " | ".join(f"{f['store_mb']:.1f}" for _, f in runs)
+    lines.append(f"| store | size MB (DuckDB file / schema's tables) | {cells} | {ratio(lambda f: f['store_mb'])} |")
+    cells = " | ".join(f"{f['snapshots_mb']:.1f}" for _, f in runs)
+    lines.append(f"| snapshots | Parquet MB | {cells} | |")
+    cells = " | ".join("{:.1f}→{:.1f}".format(f["load_before"][0], f["load_after"][0]) for _, f in runs)
+    lines.append(f"| load | 1-min average before→after | {cells} | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.region_cost", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="bookings in the region (default 100,000)")
+    parser.add_argument("--backend", choices=("duckdb", "postgresql", "both"), default="duckdb",
+                        help="the store: the DuckDB file (default), PostgreSQL (a throwaway server), or both alternating")
+    parser.add_argument("--pairs", type=int, default=1, help="with --backend both: DuckDB/PostgreSQL pairs (default 1)")
+    args = parser.parse_args(argv)
+    order = {"duckdb": ["duckdb"], "postgresql": ["postgresql"], "both": ["duckdb", "postgresql"] * args.pairs}
+    backends = order[args.backend]
+    pg = None
+    if "postgresql" in backends:
+        # the tests' throwaway server (so run from the repository root)
+        from tests import pg as pg_helper
+
+        pg = pg_helper.start()
+    runs = []
+    try:
+        for i, backend in enumerate(backends):
+            figures = _one(args.n, backend, pg if backend == "postgresql" else None, i)
+            runs.append((backend, figures))
+            print(f"-- {backend} #{i + 1}", flush=True)
+            for key, value in figures.items():
+                print(f"{key}: {value}", flush=True)
+    finally:
+        if pg is not None:
+            pg.stop()
+    print(f"\nregion cost, {args.n:,} bookings, cycle with {runs[0][1]['changes']:,} changes:")
+    print(_table(runs))
     return 0
 
 
