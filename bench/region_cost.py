@@ -48,7 +48,8 @@ print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": usage.ru_uti
 """
 
 
-def _sync(env: dict, as_of, command: str = "sync") -> dict:
+def _sync(env: dict, as_of, command: str = "sync", pg=None) -> dict:
+    server_before = _server_cpu(pg)
     done = subprocess.run(
         [sys.executable, "-c", WRAPPER, sys.executable, "-m", "mvg_sync.cli", command, "--as-of", as_of.isoformat()],
         env=env, capture_output=True, text=True, check=True,
@@ -57,6 +58,8 @@ def _sync(env: dict, as_of, command: str = "sync") -> dict:
     if figures.pop("code") != 0:
         raise SystemExit(f"{command} failed: {figures['stderr']}")
     figures.pop("stderr")
+    figures["server_cpu_s"] = _server_cpu(pg) - server_before
+    figures["total_cpu_s"] = figures["cpu_s"] + figures["server_cpu_s"]
     return figures
 
 
@@ -66,6 +69,28 @@ def _pg_schema_bytes(server, schema: str) -> int:
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')",
             [schema]).fetchone()[0])
+
+
+def _server_cpu(pg) -> float:
+    """CPU seconds the PostgreSQL server has used so far: the postmaster, its exited backends
+    (reaped into its cutime/cstime) and its live children. Not in the sync's own figures."""
+    if pg is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    root = int((pg.data / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # a backend that ended while we looked
+        fields = text[text.rindex(")") + 2:].split()
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == root:
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        elif ppid == root:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def measure(n: int, root: Path, pg=None, schema: str | None = None) -> dict:
@@ -95,17 +120,17 @@ def measure(n: int, root: Path, pg=None, schema: str | None = None) -> dict:
                 env["MVG_STATE_URL"] = pg.url(schema=schema)
             sandbox.set_faults(rate_limit=False)
             write_drop(region, landing)
-            out["initial"] = _sync(env, as_of)
+            out["initial"] = _sync(env, as_of, pg=pg)
             sandbox.set_faults(rate_limit=True)
             later = as_of + timedelta(minutes=5)
             drop, truth = next_region(region, seed=11, as_of=later, **CHANGES)
             write_drop(drop, landing)
             out["changes"] = truth.height
-            out["cycle"] = _sync(env, later)
+            out["cycle"] = _sync(env, later, pg=pg)
             # a run with no new drop: what every scheduled run costs a region between drops
-            out["idle"] = _sync(env, later + timedelta(minutes=1))
+            out["idle"] = _sync(env, later + timedelta(minutes=1), pg=pg)
             # the four control reports for the day of the drops (the 06:00 flow's work)
-            out["report"] = _sync(env, later + timedelta(days=1), command="report")
+            out["report"] = _sync(env, later + timedelta(days=1), command="report", pg=pg)
     finally:
         sandbox.stop()
     out["load_after"] = os.getloadavg()
@@ -118,7 +143,9 @@ def measure(n: int, root: Path, pg=None, schema: str | None = None) -> dict:
 
 
 STEPS = ("initial", "cycle", "idle", "report")
-MEASURES = (("wall_s", "wall s"), ("cpu_s", "CPU s"), ("peak_rss_mb", "peak RSS MB"))
+MEASURES = (("wall_s", "wall s"), ("cpu_s", "CPU s"), ("server_cpu_s", "+ PostgreSQL server CPU s"),
+            ("total_cpu_s", "= CPU s, both"),
+            ("peak_rss_mb", "peak RSS MB"))
 
 
 def _one(n: int, backend: str, pg, run: int) -> dict:
