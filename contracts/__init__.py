@@ -1,1 +1,51 @@
-"""contracts."""
+"""The pandera contracts: Cosmic's raw files (`cosmic`) and the normalised snapshots (`snapshots`).
+
+Importing this package imports pandera for Polars without its pandas half (issue 12). pandera's
+own `__init__` and its first validation import pandas and hypothesis when they are installed
+(0.45 CPU-s, against 2.3 CPU-s for bare DuckDB to read a regional drop), and skip them cleanly
+when they are not: its Polars-only install (`pandera[polars]`, pandera GH #2387). Great Expectations needs pandas in the same environment, so
+the ingest process imports pandera as that install would: while pandera loads, `pandas` and
+`hypothesis` read as not installed, unless some code already imported them (then pandera gets
+them as usual). Nothing else changes: they import normally afterwards, and the contracts run
+the same Polars checks either way (`tests/contracts/test_contract_imports.py` checks both).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+
+# What pandera.polars can do without; pandera catches exactly this ModuleNotFoundError text.
+_OPTIONAL_FOR_POLARS = ("pandas", "hypothesis")
+
+
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    """A finder that answers for `names` as if they were not installed."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
+        return None
+
+
+def _import_pandera_for_polars() -> None:
+    if "pandera" in sys.modules:
+        return
+    hidden = {name for name in _OPTIONAL_FOR_POLARS if name not in sys.modules}
+    finder = _NotInstalled(hidden)
+    sys.meta_path.insert(0, finder)
+    try:
+        import pandera.polars as pa
+        import polars as pl
+
+        # pandera registers its check backends on the first validation, and looks for its
+        # pandas half again then (once, cached): validate once here, while it is hidden.
+        pa.DataFrameSchema({"x": pa.Column(pl.Int64, pa.Check.isin([1]))}).validate(pl.DataFrame({"x": [1]}))
+    finally:
+        sys.meta_path.remove(finder)
+
+
+_import_pandera_for_polars()

@@ -599,7 +599,7 @@ def _write_snapshot(
     """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer).
 
     The snapshot contract sees every accepted row while there are at most FULL_CHECK_MAX_ROWS
-    (checked whole after the file, as a file read whole would be: a regional file). Past that
+    (checked whole after the file, as a file read whole would be: units, care services). Past that
     each batch's sample is checked as it passes and then let go, so no batch's strings are
     held (a sample of a Polars string column keeps its whole batch's buffers alive: 5 GB
     measured over a national bookings file); the first failure is raised in its turn.
