@@ -251,6 +251,7 @@ def landed_latency(state_dir: Path, drops: list[dict], since: datetime) -> dict[
     import duckdb
 
     from mvg_sync.store.queries import R11_LATENCY_SQL, R11_TARGET_S
+    from mvg_sync.store.types import OutboxStatus
 
     con = duckdb.connect(str(state_dir / "state.duckdb"), read_only=True)
     try:
@@ -261,7 +262,8 @@ def landed_latency(state_dir: Path, drops: list[dict], since: datetime) -> dict[
         sql = R11_LATENCY_SQL.replace(
             "FROM outbox", "FROM (SELECT o.* REPLACE (d.landed_at AS extracted_at) FROM outbox o "
             "JOIN drops d ON d.extracted_at = o.extracted_at)", 1)
-        row = con.execute(sql, {"start": since, "end": datetime(9999, 1, 1, tzinfo=UTC), "target": R11_TARGET_S}).fetchone()
+        row = con.execute(sql, {"done": OutboxStatus.DONE, "start": since, "end": datetime(9999, 1, 1, tzinfo=UTC),
+                                "target": R11_TARGET_S}).fetchone()
     finally:
         con.close()
     return dict(zip(("accepted", "p50_s", "p95_s", "max_s"), row[:4], strict=True))

@@ -38,3 +38,31 @@ def test_a_schedule_it_cannot_turn_into_an_interval_is_refused():
 def test_the_shipped_prefect_yaml_is_readable():
     interval, wait = deployment_schedule(Path(PREFECT_YAML).read_text(encoding="utf-8"))
     assert interval >= 60 and 0 < wait
+
+
+def test_latency_from_landing_reads_a_real_store_with_the_r11_sql(tmp_path):
+    # The bench ran 8 minutes and then failed on the R11 query's `done` parameter (session 5):
+    # its figures come from the store's own SQL, so they are checked against a real store here.
+    from datetime import UTC, datetime, timedelta
+
+    import duckdb
+
+    from bench.sync_latency import landed_latency
+    from mvg_sync.store import outbox as store
+
+    extracted, landed = datetime(2026, 11, 26, 8, 0, tzinfo=UTC), datetime(2026, 11, 26, 8, 0, 5, tzinfo=UTC)
+    con = duckdb.connect(str(tmp_path / "state.duckdb"))
+    store.ensure_schema(con)
+    for i, seconds in enumerate([7, 9, 11]):
+        con.execute(
+            "INSERT INTO outbox (change_id, plan_id, resource_type, key, change_kind, content_hash, "
+            "source_sequence, payload, target_status, status, last_outcome, extracted_at, created_at, settled_at) "
+            "VALUES (?, 'p', 'Appointment', ?, 'create', 'h', 1, '{}', 'booked', 'done', 'accepted', ?, ?, ?)",
+            [f"c{i}", f"b{i}", extracted, extracted, extracted + timedelta(seconds=seconds)],
+        )
+    con.close()
+    figures = landed_latency(tmp_path, [{"extracted_at": extracted, "landed_at": landed}],
+                             extracted - timedelta(hours=1))
+    assert figures["accepted"] == 3
+    assert figures["p50_s"] == 4.0  # 9 s from extraction, 4 s from landing
+    assert figures["max_s"] == 6.0
