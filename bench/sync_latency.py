@@ -7,7 +7,9 @@ private copy; sandbox rate limit ON). A separate process plays Cosmic: drop k is
 a seeded random point of minute k (`--phase S` fixes it), written with ~1,000 changes of every
 kind (`bench.sync_cycle.CHANGES`) and its manifest last. The main process plays the scheduler:
 the real `booking_sync` flow against a local Prefect server at every tick of the cron, never
-two at once (concurrency 1: a tick that falls while a run is busy is dropped, CANCEL_NEW).
+two at once (concurrency 1, prefect.yaml's collision strategy: with ENQUEUE a tick that falls
+while a run is busy starts its run as soon as that one ends, with what is left of its window;
+with CANCEL_NEW it starts nothing). Prefect's own delay in starting a queued run is not played.
 
 Latency per accepted outbox entry comes from the store's R11 query
 (`mvg_sync.store.queries.r11_latency`: extracted → accepted) and the same percentiles from the
@@ -69,6 +71,14 @@ def deployment_schedule(text: str, name: str = "booking-sync") -> tuple[float, f
     minutes = int(match.group(2) or 1)
     wait = float((deployment.get("parameters") or {}).get("wait_for_drop_s", 0.0))
     return minutes * 60.0, wait
+
+
+def collision_strategy(text: str, name: str = "booking-sync") -> str:
+    """The deployment's concurrency collision strategy in prefect.yaml's text (Prefect's default: ENQUEUE)."""
+    import yaml
+
+    deployment = next(d for d in yaml.safe_load(text).get("deployments", []) if d.get("name") == name)
+    return str((deployment.get("concurrency_limit") or {}).get("collision_strategy", "ENQUEUE"))
 
 
 def drop_times(t0: datetime, count: int, interval: float, phase: float | None, seed: int) -> list[datetime]:
@@ -154,11 +164,13 @@ class TaskClock:
 
 
 def run_schedule(interval: float, t0: datetime, last_drop: datetime, drain_s: float, landed, wait_s: float,
-                 startup_s: float) -> list[dict]:
+                 startup_s: float, enqueue: bool = True) -> list[dict]:
     """booking_sync at every tick from t0 until the last drop is through (or drain_s after it).
 
-    Concurrency 1 with CANCEL_NEW as in prefect.yaml: a tick that falls while a run is busy
-    starts nothing, the next run starts at the first tick after it ends. `startup_s` delays
+    Concurrency 1 as in prefect.yaml. `enqueue` (ENQUEUE): the run of a tick that falls while
+    a run is busy starts as soon as that one ends, and polls what is left of its window (the
+    flow counts it from the scheduled start, `flows.booking_sync.window_left`). Otherwise
+    (CANCEL_NEW) it starts nothing, the next run starts at the first tick after. `startup_s` delays
     each run's start past its tick, for a worker's process start (0: the flow is already
     imported in this process, as a warm worker would have it).
     """
@@ -172,7 +184,9 @@ def run_schedule(interval: float, t0: datetime, last_drop: datetime, drain_s: fl
         if start_at > now:
             time.sleep((start_at - now).total_seconds())
         started = utc_now()
-        state = booking_sync(wait_for_drop_s=wait_s, return_state=True)
+        # called as a function, the flow's scheduled start is its call: the lateness is passed here
+        late = max((started - start_at).total_seconds(), 0.0)
+        state = booking_sync(wait_for_drop_s=max(wait_s - late, 0.0) if wait_s else 0.0, return_state=True)
         ended = utc_now()
         summary = state.result(raise_on_failure=False)
         if not isinstance(summary, dict):
@@ -185,6 +199,9 @@ def run_schedule(interval: float, t0: datetime, last_drop: datetime, drain_s: fl
         last_landed = landed()
         if (last_landed and runs[-1]["cycles"][-1]["start"] >= last_landed) or (ended - last_drop).total_seconds() > drain_s:
             return runs
+        if enqueue:
+            tick, missed = tick + timedelta(seconds=interval), 0  # queued: started at once if already due
+            continue
         passed = math.floor((ended - t0).total_seconds() / interval) + 1
         next_tick = t0 + timedelta(seconds=interval * passed)
         missed = max(round((next_tick - tick).total_seconds() / interval) - 1, 0)
@@ -283,6 +300,7 @@ def r11(state_dir: Path, since: datetime) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     interval, wait = deployment_schedule(PREFECT_YAML.read_text(encoding="utf-8"))
+    enqueue = collision_strategy(PREFECT_YAML.read_text(encoding="utf-8")) == "ENQUEUE"
     parser = argparse.ArgumentParser(prog="python -m bench.sync_latency", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="how long drops keep coming (default 10)")
     parser.add_argument("--interval", type=float, default=interval,
@@ -341,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                     lines = log_path.read_text().splitlines() if log_path.exists() else []
                     return datetime.fromisoformat(json.loads(lines[-1])["landed_at"]) if len(lines) == count else None
 
-                runs = run_schedule(args.interval, t0, times[-1], args.drain, landed, args.wait, args.startup)
+                runs = run_schedule(args.interval, t0, times[-1], args.drain, landed, args.wait, args.startup,
+                                    enqueue=enqueue)
                 loads.append(os.getloadavg())
     finally:
         writer.join(timeout=5)
@@ -355,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Sync latency: region of {args.n:,} bookings, {len(drops)} drops of {sum(PER_DROP.values()):,} changes, "
           f"one every {args.drop_every:g} s (phase {'random' if args.phase is None else f'{args.phase:g} s'}); "
-          f"booking_sync every {args.interval:g} s, long-poll {args.wait:g} s, run start {args.startup:g} s after "
+          f"booking_sync every {args.interval:g} s ({'ENQUEUE' if enqueue else 'CANCEL_NEW'}), long-poll {args.wait:g} s, run start {args.startup:g} s after "
           f"its tick; sandbox rate limit ON; load average {loads[0][0]:.1f} at start, {loads[-1][0]:.1f} at end "
           f"(5-min {loads[-1][1]:.1f})")
     print(f"  runs {len(runs)} with {sum(len(r['cycles']) for r in runs)} cycles: duration p50 "

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime
@@ -118,15 +119,36 @@ def _record_failure(state_dir: Path, cause: str) -> None:
         get_run_logger().warning("the failure could not be recorded for `mvg-sync status`: %s", one_line(exc))
 
 
+def window_left(window_s: float, scheduled: datetime | None, now: datetime) -> float:
+    """What is left of a run's long-poll window, which is counted from its scheduled start.
+
+    A run that starts late (queued behind the previous one, whose last cycle ran past the
+    tick, or behind a run paused for approval) polls only the rest of its window: the queue
+    drains instead of every queued run polling a whole window (prefect.yaml: `ENQUEUE`).
+    """
+    if scheduled is None:
+        return window_s
+    late = max((now - scheduled).total_seconds(), 0.0)  # a worker's clock a little behind: on time
+    return max(window_s - late, 0.0)
+
+
+def _scheduled_start() -> datetime | None:
+    try:
+        return runtime.flow_run.scheduled_start_time
+    except Exception:  # noqa: BLE001 - no run context (a plain function call): the window as given
+        return None
+
+
 def _long_poll(settings, as_of: str | None, window_s: float):
-    """Wait for drops for `window_s` and run a cycle for each as it lands; at least one cycle.
+    """Wait for drops until `window_s` after the run's scheduled start and run a cycle for
+    each as it lands; at least one cycle.
 
     With no drop in the window, the one cycle runs at its end (tickets fall due and held
     children are re-checked without a drop). A drop that lands while a cycle runs is taken
     by the next cycle of the same run if the window is still open, else by the next run:
     one cycle per run let a drop landing during the cycle wait for the next tick.
     """
-    deadline = time.monotonic() + window_s
+    deadline = time.monotonic() + window_left(window_s, _scheduled_start(), utc_now())
     cycles: list[RunSummary] = []
     while True:
         wait = wait_for_drop(settings.landing_dir, settings.state_dir, max(deadline - time.monotonic(), 0.0))

@@ -20,7 +20,7 @@ BASE_URL = "https://clinic24.test.regional.example"
 # deployment name -> (flow name, entrypoint, crons with their schedule parameters, parameters)
 EXPECTED = {
     "booking-sync": (
-        "booking_sync", "flows/booking_sync.py:booking_sync", [("* * * * *", {})], {"wait_for_drop_s": 40}
+        "booking_sync", "flows/booking_sync.py:booking_sync", [("*/5 * * * *", {})], {"wait_for_drop_s": 290}
     ),
     "control-reports": (
         "control_reports", "flows/control_reports.py:control_reports",
@@ -161,7 +161,7 @@ def test_deploy_all_creates_scheduled_limited_deployments_without_the_secret(pre
         assert sync.global_concurrency_limit is not None
         assert sync.global_concurrency_limit.limit == 1
         assert sync.global_concurrency_limit.active
-        assert sync.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+        assert sync.concurrency_options.collision_strategy.value == "ENQUEUE"
         assert set(sync.parameter_openapi_schema["properties"]) == {"as_of", "wait_for_drop_s"}
         with pytest.raises(PrefectHTTPStatusError, match="Validation failed for field 'as_of'"):
             client.create_flow_run_from_deployment(sync.id, parameters={"as_of": 12})

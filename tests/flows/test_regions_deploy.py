@@ -255,7 +255,7 @@ def test_each_region_gets_its_own_deployments_queue_limits_and_secrets(regions_e
                 assert not [s for s in regions_env.values() if s in dumped]
                 if name == "booking-sync":
                     limits[code] = deployment.global_concurrency_limit
-                    assert deployment.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+                    assert deployment.concurrency_options.collision_strategy.value == "ENQUEUE"
             # at run time, the region's flow finds its own client and state password
             for name in [k for k in os.environ if k.startswith(("MVG_", "CLINIC24_"))]:
                 monkeypatch.delenv(name)

@@ -66,3 +66,15 @@ def test_latency_from_landing_reads_a_real_store_with_the_r11_sql(tmp_path):
     assert figures["accepted"] == 3
     assert figures["p50_s"] == 4.0  # 9 s from extraction, 4 s from landing
     assert figures["max_s"] == 6.0
+
+
+def test_the_bench_plays_the_collision_strategy_of_prefect_yaml():
+    from bench.sync_latency import collision_strategy
+
+    shipped = PREFECT_YAML.read_text(encoding="utf-8")
+    assert collision_strategy(shipped) == "ENQUEUE"
+    assert deployment_schedule(shipped) == (300.0, 290.0)
+    cancel = YAML.format(cron="* * * * *", wait=40).replace(
+        "    schedules:\n", "    concurrency_limit: {limit: 1, collision_strategy: CANCEL_NEW}\n    schedules:\n", 1)
+    assert collision_strategy(cancel) == "CANCEL_NEW"
+    assert collision_strategy(YAML.format(cron="* * * * *", wait=40)) == "ENQUEUE"  # Prefect's default
