@@ -1,13 +1,14 @@
 """The pandera contracts: Cosmic's raw files (`cosmic`) and the normalised snapshots (`snapshots`).
 
-Importing this package imports pandera for Polars without its pandas half (issue 12). pandera's
-own `__init__` and its first validation import pandas and hypothesis when they are installed
-(0.45 CPU-s, against 2.3 CPU-s for bare DuckDB to read a regional drop), and skip them cleanly
-when they are not: its Polars-only install (`pandera[polars]`, pandera GH #2387). Great Expectations needs pandas in the same environment, so
-the ingest process imports pandera as that install would: while pandera loads, `pandas` and
-`hypothesis` read as not installed, unless some code already imported them (then pandera gets
-them as usual). Nothing else changes: they import normally afterwards, and the contracts run
-the same Polars checks either way (`tests/contracts/test_contract_imports.py` checks both).
+Importing this package imports pandera for Polars without its pandas half (issue 12). When
+pandas and hypothesis are installed, pandera's own `__init__` and its first validation import
+them: 0.45 CPU-s, against 2.3 CPU-s for bare DuckDB to read a regional drop. When they are not
+installed, pandera skips them cleanly: its Polars-only install (`pandera[polars]`, pandera GH
+#2387). Great Expectations needs pandas in the same environment, so the ingest process imports
+pandera as that install would. While pandera loads, `pandas` and `hypothesis` read as not
+installed, unless some code already imported them; then pandera gets them as usual. Nothing
+else changes: they import normally afterwards, and the contracts run the same Polars checks
+either way (`tests/contracts/test_contract_imports.py` checks both).
 """
 
 from __future__ import annotations
