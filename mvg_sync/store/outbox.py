@@ -38,6 +38,7 @@ APPOINTMENT, SERVICE_REQUEST = ResourceType.APPOINTMENT, ResourceType.SERVICE_RE
 # R12: the one rule an entry is held for on the push (Clinic24 refused the child's visit for a
 # missing primary guardian: `sync.push.classify`); `settle` writes it into `outbox.rule`.
 R12 = "R12"
+REFUSED = "rejected"  # outbox.last_outcome of an answer in which Clinic24 refused the entry
 
 
 def ensure_schema(con: Connection) -> None:
@@ -242,6 +243,25 @@ def guardian_held_keys(con: Connection) -> list[str]:
             [APPOINTMENT, R12, APPOINTMENT, HELD, R12],
         ).fetchall()
     ]
+
+
+def guardian_rechecks(con: Connection) -> set[str]:
+    """Bookings whose pending entry re-sends a visit Clinic24 refused last time under R12.
+
+    Clinic24 refuses a child's digital visit until the primary guardian exists (`422
+    primary-guardian-missing`, settled held under R12), and every plan sends it again (the
+    plan supersedes the held entry): thousands a cycle in a region, nearly all refused again.
+    The push sends them after a drop's own changes (R11, issue 12).
+    """
+    rows = con.execute(
+        "SELECT key FROM ("
+        "  SELECT key, rule, last_outcome, row_number() OVER (PARTITION BY key ORDER BY created_at DESC) AS newest "
+        "  FROM outbox WHERE resource_type = ? AND status <> ? "
+        "  AND key IN (SELECT key FROM outbox WHERE resource_type = ? AND status = ?)) AS settled "
+        "WHERE newest = 1 AND rule = ? AND last_outcome = ?",
+        [APPOINTMENT, PENDING, APPOINTMENT, PENDING, R12, REFUSED],
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def in_doubt_entries(con: Connection, resource_type: str, planned_keys: list[str]) -> list[InDoubtEntry]:

@@ -113,8 +113,13 @@ def push_pending(
     with lease(state_dir) as held_store:
         with held_store.connection() as con:
             entries = store.pending_entries(con)
+            rechecks = store.guardian_rechecks(con) if entries else set()
         if not entries:
             return {"sent": 0}
+        # R11: a drop's changes first, then the R12 re-checks of children Clinic24 refused last
+        # time (thousands a cycle, nearly all refused again), so they never stand in front of a
+        # change's acceptance (issue 12). Stable: each group keeps its outbox order.
+        entries.sort(key=lambda e: e.resource_type == ResourceType.APPOINTMENT and e.key in rechecks)
         type_of = {e.change_id: str(e.resource_type) for e in entries}  # summary keys stay plain strings
         entry_of = {e.change_id: e for e in entries}
         for e in entries:

@@ -379,3 +379,57 @@ def test_r07_accepted_rows_are_the_rows_the_payloads_were_built_from():
         assert appointment_row(build_appointment(r, source_sequence=5)) == r
     resources = {r["booking_id"]: build_appointment(r, source_sequence=5) for r in rows}
     assert_frame_equal(accepted_rows(resources, pl.Schema(DESIRED_SCHEMA)), pl.DataFrame(rows, schema=DESIRED_SCHEMA))
+
+
+class _GuardianGate:
+    """Refuses the visits of `children` as Clinic24 does without a primary guardian (R12), accepts
+    the rest, and remembers the order entries were sent in."""
+
+    def __init__(self, children: set[str]):
+        self.children, self.sent = children, []
+
+    def upsert(self, entries, *, on_batch_settled):
+        self.sent += [(e.resource_type, e.key) for e in entries]
+        outcomes = [
+            EntryOutcome(e.change_id, "rejected", 422, code="business-rule", diagnostics=push.GUARDIAN_DIAGNOSTICS)
+            if e.resource_type == "Appointment" and e.key in self.children
+            else EntryOutcome(e.change_id, "accepted", 201, version="1")
+            for e in entries
+        ]
+        on_batch_settled(outcomes)
+        return outcomes
+
+
+def test_r11_r12_a_drops_changes_are_sent_before_the_re_checks_of_refused_children(tmp_path):
+    """Issue 12: each plan sends the visits Clinic24 refused under R12 again (thousands a cycle);
+    they go after the drop's own changes, which no longer wait behind them."""
+    first_keys = [str(10000001 + i) for i in range(12)]
+    children = set(first_keys[::2])  # interleaved with the others in the outbox's order
+    con = plan_reads.open_state(tmp_path)
+    store.write_plan(con, {"Appointment": _outbox_rows(first_keys, "booked")}, plan_id="run1", now=NOW)
+    con.close()
+    push.push_pending(tmp_path, _GuardianGate(children), clock=lambda: NOW)
+
+    # the next plan sends the refused children again, beside a drop's new bookings and a ticket
+    new_keys = [str(10000101 + i) for i in range(5)]
+    later = NOW + timedelta(minutes=1)
+    con = plan_reads.open_state(tmp_path)
+    store.write_plan(
+        con,
+        {"Appointment": _outbox_rows(sorted(children) + new_keys, "booked"),
+         "ServiceRequest": _outbox_rows([min(children)], "active")},  # a ticket keyed like a child: no re-check
+        plan_id="run2", now=later,
+    )
+    assert store.guardian_rechecks(con) == children
+    con.close()
+    gate = _GuardianGate(children)
+    counts = push.push_pending(tmp_path, gate, clock=lambda: later)
+    assert counts["sent"] == 12
+    assert sorted(gate.sent[:6]) == sorted([("Appointment", k) for k in new_keys] + [("ServiceRequest", min(children))])
+    assert sorted(gate.sent[6:]) == sorted(("Appointment", k) for k in children)
+    # refused again: still re-checks for the plan after; accepted ones never were
+    con = plan_reads.open_state(tmp_path)
+    store.write_plan(con, {"Appointment": _outbox_rows(sorted(children) + new_keys[:1], "booked")},
+                     plan_id="run3", now=later + timedelta(minutes=1))
+    assert store.guardian_rechecks(con) == children
+    con.close()
