@@ -62,9 +62,15 @@ def ticket_counts_in_artifact(run_id: str) -> dict[str, dict]:
     import json
 
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
+    # the session's one Prefect server holds every test's artifacts: the newest of this key first
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(limit=200)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["booking-sync-counts"])),
+            sort=ArtifactSort.CREATED_DESC, limit=200,
+        )
     table = next(
         a for a in artifacts if a.key == "booking-sync-counts" and a.description == f"Sync run {run_id}"
     )
