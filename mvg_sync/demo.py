@@ -102,10 +102,13 @@ def run_story(root: Path, *, n_bookings: int, clock=_now) -> int:
     from mvg_sync.cli import main as cli
 
     # The demo's data is today's: the scheduled reports' default (yesterday) would be empty.
-    # The period runs on to the weekday where the story planted its R22 gap (HSL coverage).
-    today, last = t5.date().isoformat(), max(t5.date(), region.r22_gap[2]).isoformat()
-    _say("reports", f"writing control reports for {today} to {last} to {root / 'reports'}")
-    if cli(["report", "--as-of", t5.isoformat(), "--from", today, "--to", last, "--out", str(root / "reports")]):
+    # The period runs on to the weekday where the story planted its R22 gap (HSL coverage),
+    # and starts on the newest day with a patient's own e-service event: today, except before
+    # Cosmic's first registration of the day (a demo run at 01:00 showed an empty report 1).
+    first = newest_eservice_day(region.events, t5.date()).isoformat()
+    last = max(t5.date(), region.r22_gap[2]).isoformat()
+    _say("reports", f"writing control reports for {first} to {last} to {root / 'reports'}")
+    if cli(["report", "--as-of", t5.isoformat(), "--from", first, "--to", last, "--out", str(root / "reports")]):
         _say("failed", "the control reports could not be written (see above); the demo stops here")
         return 1
     _say("status", "what operations see:")
@@ -113,9 +116,21 @@ def run_story(root: Path, *, n_bookings: int, clock=_now) -> int:
     _say("done", f"state: {root / 'state'} · reports: {root / 'reports'} · drops: {landing}")
     for name in ("eservice", "hsl_coverage", "tickets", "sync_health"):
         _say("open", str(root / "reports" / f"{name}.html"))
-    for command in next_commands(root, today, last):
+    for command in next_commands(root, first, last):
         _say("next", command)
     return 0
+
+
+def newest_eservice_day(events, today):
+    """The newest local day, up to `today`, on which a patient cancelled or rebooked through the
+    e-service (R28) in the Cosmic log `events` (raw columns), or `today` when there is none."""
+    import polars as pl
+
+    from mvg_sync.rules.eservice import is_eservice_expr
+
+    days = events.filter(is_eservice_expr(pl.col("Orsak").cast(pl.String))).get_column("Datum").dt.date()
+    newest = days.filter(days <= today).max()
+    return newest if newest is not None else today
 
 
 def next_commands(root: Path, date_from: str, date_to: str) -> list[str]:

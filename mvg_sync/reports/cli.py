@@ -124,15 +124,23 @@ def _date(value: str | None, flag: str) -> date | None:
 
 
 def period_from_args(args: argparse.Namespace, as_of: datetime) -> ReportPeriod:
-    """`--from/--to` default to yesterday (local date of as_of - 1 day); HSL = registration period."""
+    """`--from/--to` default to yesterday (local date of as_of - 1 day); HSL = registration period,
+    from today on when the period reaches today.
+
+    The slot extract holds today onwards (R20): a day before it has no slots in the snapshot,
+    so a period running into today starts its HSL coverage today rather than list every unit
+    as non-compliant on the days before (found with the demo run at night, whose e-service
+    period began the day before). A period wholly in the past keeps its days, as before.
+    """
     yesterday = default_period(as_of).registered_from
+    today = yesterday + timedelta(days=1)
     date_from = _date(args.date_from, "--from") or yesterday
     date_to = _date(args.date_to, "--to") or max(yesterday, date_from)
     return ReportPeriod(
         registered_from=date_from, registered_to=date_to,
         booked_from=_date(args.booked_from, "--booked-from"),
         booked_to=_date(args.booked_to, "--booked-to"),
-        hsl_from=date_from, hsl_to=date_to,
+        hsl_from=max(date_from, today) if date_to >= today else date_from, hsl_to=date_to,
     )
 
 

@@ -242,10 +242,23 @@ def load_snapshot(state_dir: Path, dataset: str) -> pl.DataFrame | None:
     """The latest accepted snapshot of a dataset (design.md names), or None before the first."""
     try:
         with store.connect(state_dir, read_only=True) as con:
-            row = first_row(con.execute("SELECT path FROM snapshot_pointer WHERE dataset = ?", [dataset]))
+            files = snapshot_files(con, state_dir, [dataset])
     except store.NoStore:  # asked by the backend, not by a file name: a server store has no file
         return None
-    return None if row is None else pl.read_parquet(resolve_path(state_dir, row[0]))
+    return read_snapshot(files[dataset])
+
+
+def snapshot_files(con: Connection, state_dir: Path, datasets: list[str]) -> dict[str, Path | None]:
+    """Where the latest accepted snapshot of each dataset lives (None before the first), from one
+    read of the pointers: a plan reads its datasets through one open of the store, and all of
+    them as of the same moment (issue 12: every `load_snapshot` opened the store once more)."""
+    rows = dict(con.execute("SELECT dataset, path FROM snapshot_pointer").fetchall())
+    return {d: resolve_path(state_dir, rows[d]) if d in rows else None for d in datasets}
+
+
+def read_snapshot(path: Path | None) -> pl.DataFrame | None:
+    """A snapshot file `snapshot_files` named, or None for a dataset with no snapshot yet."""
+    return None if path is None else pl.read_parquet(path)
 
 
 def discard_snapshot_folder(state_dir: Path, extract_id: str) -> None:

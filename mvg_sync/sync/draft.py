@@ -18,7 +18,7 @@ from mvg_sync.clinic24.client import Clinic24Client
 from mvg_sync.rules import booking_plan, booking_scope, tickets
 from mvg_sync.store import outbox as store
 from mvg_sync.store import plan_reads
-from mvg_sync.store.drops import load_snapshot, pointer_extract_id, quarantined_keys
+from mvg_sync.store.drops import pointer_extract_id, quarantined_keys, read_snapshot, snapshot_files
 from mvg_sync.store.plan_reads import SnapshotRef, current_snapshot, open_state
 from mvg_sync.store.types import ApprovalStatus, ChangeKind, ResourceType
 from mvg_sync.sync import accepted
@@ -74,8 +74,9 @@ def draft_booking_plan(
         quarantined = quarantined_keys(con, snapshot.extract_id, "bokningar.csv")
         catalogue_drop = pointer_extract_id(con, "care_services")
         bad_services = quarantined_keys(con, catalogue_drop, "vardtjanster.csv") if catalogue_drop else []
-    all_bookings = load_snapshot(state_dir, "bookings")
-    care_services = load_snapshot(state_dir, "care_services")
+        files = snapshot_files(con, state_dir, ["bookings", "care_services", "events"])
+    all_bookings = read_snapshot(files["bookings"])
+    care_services = read_snapshot(files["care_services"])
     # A care service whose catalogue row was quarantined is unknown, not out of scope: its
     # bookings are held as they are (R02/R09 would otherwise cancel them all).
     on_bad_service = all_bookings.filter(pl.col("care_service").is_in(bad_services))
@@ -101,7 +102,7 @@ def draft_booking_plan(
         departed_units=departed,
         out_of_scope=scope.out_of_scope,
         previous_desired=_previous_desired(state_dir, wanted, scope.desired.schema),
-        events=load_snapshot(state_dir, "events"),
+        events=read_snapshot(files["events"]),
     )
     candidates = booking_plan.children_needing_guardian(plan.changes)
     catalogue_holds = on_bad_service.select(
@@ -311,20 +312,21 @@ def draft_ticket_plan(
     state_dir: Path, clinic24_units: Collection[str], *, as_of: datetime
 ) -> TicketDraft | None:
     """R14–R19 from the newest booking-basis snapshot and the ticket record."""
-    bases = load_snapshot(state_dir, "booking_bases")
-    if bases is None:
-        return None
     with open_state(state_dir) as con:
+        files = snapshot_files(con, state_dir, ["booking_bases", "bookings", "care_services", "units"])
+        if files["booking_bases"] is None:
+            return None
         record = store.load_record(con, ResourceType.SERVICE_REQUEST).rename({"key": "basis_id"})
         snapshot = current_snapshot(con)
         quarantined = quarantined_keys(con, snapshot.extract_id, "bokningsunderlag.csv") if snapshot else []
+    bases = read_snapshot(files["booking_bases"])
     # A quarantined basis is not gone (R19 would revoke its ticket): leave its ticket alone.
     record = record.filter(~pl.col("basis_id").is_in(quarantined))
     plan = tickets.plan_tickets(
         bases,
-        load_snapshot(state_dir, "bookings"),
-        load_snapshot(state_dir, "care_services"),
-        load_snapshot(state_dir, "units"),
+        read_snapshot(files["bookings"]),
+        read_snapshot(files["care_services"]),
+        read_snapshot(files["units"]),
         clinic24_units,
         record,
         as_of=as_of,

@@ -134,7 +134,7 @@ def test_demo_reports_cover_the_days_its_data_is_in(demo_run):
     assert done.returncode == 0, done.stderr[-3000:]
     start, end = report_period(done)
     drops = sorted(p.name for p in (demo_root / "landing").iterdir())
-    assert start == drop_date(demo_root / "landing" / drops[-1]), "the period must hold today's drops"
+    assert start <= drop_date(demo_root / "landing" / drops[-1]) <= end, "the period must hold today's drops"
     reports = demo_root / "reports"
 
     events = rows(reports / "eservice.csv")

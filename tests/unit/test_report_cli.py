@@ -163,3 +163,25 @@ def test_big_xlsx_sheets_take_the_fast_path_with_table_filter_frozen_header_and_
     assert f'numFmtId="{fmt_id}" formatCode="yyyy-mm-dd hh:mm"' in styles
     assert re.search(r'<c r="B2" s="\d+"><v>46023</v></c>', sheet)  # 2026-01-01
     assert '<c r="F2" t="b"><v>1</v></c>' in sheet
+
+
+@pytest.mark.parametrize(
+    ("date_from", "date_to", "hsl"),
+    [
+        ("2026-11-25", "2026-11-30", ("2026-11-26", "2026-11-30")),  # reaches today: from today
+        ("2026-11-26", "2026-11-30", ("2026-11-26", "2026-11-30")),
+        ("2026-11-18", "2026-11-25", ("2026-11-18", "2026-11-25")),  # wholly past: kept as asked
+    ],
+)
+def test_hsl_coverage_starts_where_the_slot_extract_does(date_from, date_to, hsl):
+    """R20: a period running into today checks HSL coverage from today; its e-service part
+    keeps every day asked for."""
+    import argparse
+    from datetime import date
+
+    from mvg_sync.reports.cli import period_from_args
+
+    args = argparse.Namespace(date_from=date_from, date_to=date_to, booked_from=None, booked_to=None)
+    period = period_from_args(args, AS_OF)
+    assert (period.registered_from, period.registered_to) == (date.fromisoformat(date_from), date.fromisoformat(date_to))
+    assert (period.hsl_from, period.hsl_to) == tuple(date.fromisoformat(d) for d in hsl)
