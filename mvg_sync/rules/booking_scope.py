@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
 import threading
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import duckdb
