@@ -140,27 +140,58 @@ class TaskClock:
             inner = task.fn
 
             @functools.wraps(inner)
-            def timed_fn(*args, _inner=inner, **kwargs):
+            def timed_fn(*args, _inner=inner, _name=attr, **kwargs):
                 started = time.perf_counter()
                 try:
                     return _inner(*args, **kwargs)
                 finally:
-                    if self.calls:
-                        self.calls[-1]["inner_s"] = time.perf_counter() - started
+                    # the newest call of this task still running (calls may overlap: submitted tasks)
+                    call = next((c for c in reversed(self.calls) if c["name"] == _name and "inner_done" not in c), None)
+                    if call is not None:
+                        call["inner_s"], call["inner_done"] = time.perf_counter() - started, True
 
             task.fn = timed_fn
+            setattr(module, attr, _TimedTask(self.calls, task, attr))
 
-            def timed_call(*args, _task=task, _name=attr, **kwargs):
-                call = {"name": _name, "start": utc_now(), "inner_s": 0.0}
-                self.calls.append(call)
-                started = time.perf_counter()
-                try:
-                    return _task(*args, **kwargs)
-                finally:
-                    call["outer_s"] = time.perf_counter() - started
-                    call["end"] = utc_now()
 
-            setattr(module, attr, timed_call)
+class _TimedTask:
+    """A task of the flow, timed: called (the Prefect call) or submitted (until its result is read)."""
+
+    def __init__(self, calls: list[dict], task, name: str) -> None:
+        self.calls, self.task, self.name = calls, task, name
+
+    def _start(self, *, submitted: bool) -> tuple[dict, float]:
+        call = {"name": self.name, "start": utc_now(), "inner_s": 0.0, "submitted": submitted}
+        self.calls.append(call)
+        return call, time.perf_counter()
+
+    @staticmethod
+    def _end(call: dict, started: float) -> None:
+        call["outer_s"] = time.perf_counter() - started
+        call["end"] = utc_now()
+
+    def __call__(self, *args, **kwargs):
+        call, started = self._start(submitted=False)
+        try:
+            return self.task(*args, **kwargs)
+        finally:
+            self._end(call, started)
+
+    def submit(self, *args, **kwargs):
+        call, started = self._start(submitted=True)
+        return _TimedFuture(self.task.submit(*args, **kwargs), call, started)
+
+
+class _TimedFuture:
+    def __init__(self, future, call: dict, started: float) -> None:
+        self.future, self.call, self.started = future, call, started
+
+    def result(self, *args, **kwargs):
+        try:
+            return self.future.result(*args, **kwargs)
+        finally:
+            if "end" not in self.call:
+                _TimedTask._end(self.call, self.started)
 
 
 def run_schedule(interval: float, t0: datetime, last_drop: datetime, drain_s: float, landed, wait_s: float,
@@ -244,6 +275,19 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
+def covered_s(spans: list[tuple[datetime, datetime]]) -> float:
+    """Seconds covered by the union of the spans: tasks run side by side count once."""
+    total, reach = 0.0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total += (end - start).total_seconds()
+            reach = end
+        elif end > reach:
+            total += (end - reach).total_seconds()
+            reach = end
+    return total
+
+
 def phase_split(drop: dict, runs: list[dict], calls: list[dict]) -> dict[str, float] | None:
     """One drop's path in seconds: waiting for a cycle, each phase of the cycle that took it,
     Prefect's task overhead in that cycle; None if no cycle ingested after it landed."""
@@ -256,9 +300,10 @@ def phase_split(drop: dict, runs: list[dict], calls: list[dict]) -> dict[str, fl
                 continue
             out = {"wait for a cycle": max((ingest["start"] - landed).total_seconds(), 0.0)}
             for phase, names in PHASES.items():
-                out[phase] = sum(c["outer_s"] for c in inside if c["name"] in names)
+                out[phase] = covered_s([(c["start"], c["end"]) for c in inside if c["name"] in names])
+            # a submitted task's overhead runs beside the call it overlaps, not in the path
             out["of which Prefect task overhead"] = sum(c["outer_s"] - c["inner_s"] for c in inside
-                                                        if c["name"] != "wait_for_drop")
+                                                        if c["name"] != "wait_for_drop" and not c.get("submitted"))
             return out
     return None
 

@@ -169,9 +169,15 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
     run_id = uuid.uuid4().hex[:12]
     summary = RunSummary.start(run_id, now, started)
     summary.steps.wait = wait
-    ingested = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
+    # Clinic24's unit list (R01) is asked for while the drop is read: the plan needs both, and
+    # neither needs the other (issue 12: latency). A failure to get it still fails the run here.
+    units_asked = fetch_clinic24_units.submit(settings)
+    try:
+        ingested = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
+    finally:
+        units_asked.wait()  # an ingest failure ends the run: never leave the request behind
     summary.steps.ingest = health.ingest_summary(ingested)
-    units = fetch_clinic24_units(settings)
+    units = units_asked.result()
     bookings, tickets = _plan(settings, units, now)
     if bookings is not None and (warning := _unit_mismatch(bookings, units, settings)):
         summary.warnings = [warning]

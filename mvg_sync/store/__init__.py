@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -164,6 +165,7 @@ def _settings(con: duckdb.DuckDBPyConnection, state_dir: Path, memory_limit: str
 
 
 _CONFIGURED_URL: str | None = None
+_UPGRADE_LOCK = threading.Lock()
 
 
 def use_url(url: str | None) -> None:
@@ -242,7 +244,11 @@ def connect(
         writing = not _is_read_only(con)
         _settings(con, state_dir, memory_limit, writing=writing)
         if found < CURRENT and writing:
-            upgrade(con, str(state_dir / STATE_FILE))
+            # Threads of one process share the file's DuckDB instance, so its lock does not keep
+            # them apart: two tasks opening a new store at once both migrated it (issue 12's
+            # concurrent tasks). Other processes wait for the file lock instead.
+            with _UPGRADE_LOCK:
+                upgrade(con, str(state_dir / STATE_FILE))
         return con
     except BaseException:
         con.close()

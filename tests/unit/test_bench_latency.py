@@ -78,3 +78,19 @@ def test_the_bench_plays_the_collision_strategy_of_prefect_yaml():
         "    schedules:\n", "    concurrency_limit: {limit: 1, collision_strategy: CANCEL_NEW}\n    schedules:\n", 1)
     assert collision_strategy(cancel) == "CANCEL_NEW"
     assert collision_strategy(YAML.format(cron="* * * * *", wait=40)) == "ENQUEUE"  # Prefect's default
+
+
+def test_a_phase_counts_tasks_that_ran_side_by_side_once():
+    """The ticket plan runs beside the booking plan: the plan phase is their union, not their sum."""
+    from datetime import UTC, datetime, timedelta
+
+    from bench.sync_latency import covered_s
+
+    t0 = datetime(2026, 12, 4, tzinfo=UTC)
+
+    def at(s: float) -> datetime:
+        return t0 + timedelta(seconds=s)
+
+    assert covered_s([(at(0), at(1.0)), (at(0.1), at(0.6)), (at(0.8), at(1.5)), (at(2), at(2.5))]) == 2.0
+    assert covered_s([(at(0), at(1)), (at(1), at(2))]) == 2.0
+    assert covered_s([]) == 0.0

@@ -240,3 +240,31 @@ def test_a_read_only_open_answers_a_query_that_registers_a_frame(tmp_path, backe
             assert [(c.status, c.resource_type, c.count) for c in counts] == [(OutboxStatus.PENDING, "Appointment", 1)]
         with pytest.raises(duckdb.Error):  # and the connection still refuses to write
             con.execute("DELETE FROM outbox")
+
+
+def test_threads_opening_a_new_store_at_once_migrate_it_once(tmp_path):
+    """Tasks of one run open the store side by side (fetch-clinic24-units beside ingest): they
+    share the file's DuckDB instance, so only a lock in the process keeps their migrations apart."""
+    import threading
+
+    for attempt in range(8):
+        state_dir = tmp_path / f"state-{attempt}"
+        start, errors = threading.Barrier(4), []
+
+        def open_it(state_dir=state_dir, start=start, errors=errors) -> None:
+            start.wait()
+            try:
+                with store.connect(state_dir) as con:
+                    assert migrations.version(con) == migrations.CURRENT
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with store.connect(state_dir) as con:
+            versions = [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()]
+        assert versions == list(range(1, migrations.CURRENT + 1))
