@@ -94,3 +94,29 @@ def test_a_phase_counts_tasks_that_ran_side_by_side_once():
     assert covered_s([(at(0), at(1.0)), (at(0.1), at(0.6)), (at(0.8), at(1.5)), (at(2), at(2.5))]) == 2.0
     assert covered_s([(at(0), at(1)), (at(1), at(2))]) == 2.0
     assert covered_s([]) == 0.0
+
+
+def test_a_task_submitted_beside_ingest_adds_to_the_plan_only_what_outlasts_ingest():
+    from datetime import UTC, datetime, timedelta
+
+    from bench.sync_latency import phase_split
+
+    t0 = datetime(2026, 12, 4, tzinfo=UTC)
+
+    def call(name: str, start: float, end: float, *, submitted: bool = False) -> dict:
+        return {"name": name, "start": t0 + timedelta(seconds=start), "end": t0 + timedelta(seconds=end),
+                "outer_s": end - start, "inner_s": end - start, "submitted": submitted}
+
+    calls = [
+        call("fetch_clinic24_units", 1.0, 4.1, submitted=True),  # waited for when ingest ends
+        call("ingest_drops", 1.0, 4.0),
+        call("draft_ticket_plan", 4.1, 5.0, submitted=True),
+        call("draft_booking_plan", 4.1, 5.1),
+        call("push_outbox", 5.1, 7.1),
+    ]
+    runs = [{"cycles": [{"start": t0, "end": t0 + timedelta(seconds=10)}]}]
+    split = phase_split({"landed_at": (t0 + timedelta(seconds=0.5)).isoformat()}, runs, calls)
+    assert round(split["wait for a cycle"], 6) == 0.5
+    assert round(split["ingest"], 6) == 3.0
+    assert round(split["plan"], 6) == 1.1  # 0.1 s of units after ingest, the booking plan's 1.0 s
+    assert round(split["push"], 6) == 2.0
