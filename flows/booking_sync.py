@@ -169,15 +169,12 @@ def _cycle(settings, as_of: str | None, *, wait: dict | None = None):
     run_id = uuid.uuid4().hex[:12]
     summary = RunSummary.start(run_id, now, started)
     summary.steps.wait = wait
-    # Clinic24's unit list (R01) is asked for while the drop is read: the plan needs both, and
-    # neither needs the other (issue 12: latency). A failure to get it still fails the run here.
-    units_asked = fetch_clinic24_units.submit(settings)
-    try:
-        ingested = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
-    finally:
-        units_asked.wait()  # an ingest failure ends the run: never leave the request behind
+    ingested = ingest_drops(settings.landing_dir, settings.state_dir, as_of=now)
     summary.steps.ingest = health.ingest_summary(ingested)
-    units = units_asked.result()
+    # Asked for after ingest, in this thread, not beside it: a run stopped (SIGINT) while a
+    # request waited for Clinic24 in a task's thread waited out every retry (40 s, tested in
+    # test_interrupts); beside ingest it saved only ~0.1 s (docs/benchmarks.md, session 6).
+    units = fetch_clinic24_units(settings)
     bookings, tickets = _plan(settings, units, now)
     if bookings is not None and (warning := _unit_mismatch(bookings, units, settings)):
         summary.warnings = [warning]

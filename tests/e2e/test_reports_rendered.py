@@ -8,6 +8,7 @@ screenshot of each is kept in `test-artifacts/report-cli-<name>.png`.
 
 from __future__ import annotations
 
+import argparse
 import io
 from contextlib import redirect_stdout
 from datetime import date, datetime, timedelta
@@ -19,7 +20,7 @@ import pytest
 from mvg_sync.clinic24.sandbox.runner import start_sandbox
 from mvg_sync.generator import generate_region, write_sandbox_seed
 from mvg_sync.ingest import ingest_pending
-from mvg_sync.reports.cli import ReportPeriod, build_control_reports, load_datasets
+from mvg_sync.reports.cli import build_control_reports, load_datasets, period_from_args
 from mvg_sync.timeutil import STOCKHOLM
 from tests.e2e.chromium import assert_report_rendered, launch_chromium, render_page
 from tests.e2e.sync_world import World
@@ -67,8 +68,9 @@ def written(tmp_path_factory, prefect_harness):
             # two weeks of registrations up to as_of, stretched to the days the sync ran
             date_from = min(first, AS_OF_DAY) - timedelta(days=13)
             date_to = max(last, AS_OF_DAY)
-            # what `--from/--to` mean to the command (reports.cli.period_from_args)
-            period = ReportPeriod(date_from, date_to, hsl_from=date_from, hsl_to=date_to)
+            # what `--from/--to` mean to the command
+            period = period_from_args(argparse.Namespace(date_from=date_from.isoformat(), date_to=date_to.isoformat(),
+                                                         booked_from=None, booked_to=None), AS_OF)
             out = root / "out"
             stdout = io.StringIO()
             with redirect_stdout(stdout):
