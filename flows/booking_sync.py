@@ -260,7 +260,10 @@ def _draft_both(state_dir: Path, units: list[str], now):
     other: both only read the store and the snapshots, and DuckDB and Polars do their work
     outside the interpreter lock, so the ticket plan's ~0.5 s hides under the booking plan's."""
     tickets = draft_ticket_plan.submit(state_dir, units, now)
-    bookings = draft_booking_plan(state_dir, units, now)
+    try:
+        bookings = draft_booking_plan(state_dir, units, now)
+    finally:
+        tickets.wait()  # a booking plan that raised still lets the ticket plan end before the flow does
     return bookings, tickets.result()
 
 

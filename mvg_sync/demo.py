@@ -22,8 +22,12 @@ import shlex
 import shutil
 import sys
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the demo imports Polars lazily (its --help stays fast)
+    import polars as pl
 
 DEMO_ROOT = Path("data/demo")
 
@@ -121,7 +125,7 @@ def run_story(root: Path, *, n_bookings: int, clock=_now) -> int:
     return 0
 
 
-def newest_eservice_day(events, today):
+def newest_eservice_day(events: pl.DataFrame, today: date) -> date:
     """The newest local day, up to `today`, on which a patient cancelled or rebooked through the
     e-service (R28) in the Cosmic log `events` (raw columns), or `today` when there is none."""
     import polars as pl

@@ -25,7 +25,7 @@ def log(*rows: tuple[str, str]) -> pl.DataFrame:
     )
 
 
-def test_a_night_run_starts_on_the_last_day_with_a_patients_own_event():
+def test_r28_a_night_run_starts_on_the_last_day_with_a_patients_own_event():
     events = log(
         ("2026-12-02 09:00", ESERVICE_CANCEL_REASON),
         ("2026-12-03 16:30", ESERVICE_REBOOK_REASON),
@@ -34,7 +34,7 @@ def test_a_night_run_starts_on_the_last_day_with_a_patients_own_event():
     assert newest_eservice_day(events, TODAY) == date(2026, 12, 3)
 
 
-def test_a_day_run_starts_today_and_a_staff_event_does_not_count():
+def test_r28_a_day_run_starts_today_and_a_staff_event_does_not_count():
     events = log(
         ("2026-12-03 09:00", ESERVICE_CANCEL_REASON),
         ("2026-12-04 08:15", f"  {ESERVICE_REBOOK_REASON.upper()} "),

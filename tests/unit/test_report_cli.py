@@ -173,7 +173,7 @@ def test_big_xlsx_sheets_take_the_fast_path_with_table_filter_frozen_header_and_
         ("2026-11-18", "2026-11-25", ("2026-11-18", "2026-11-25")),  # wholly past: kept as asked
     ],
 )
-def test_hsl_coverage_starts_where_the_slot_extract_does(date_from, date_to, hsl):
+def test_r20_hsl_coverage_starts_where_the_slot_extract_does(date_from, date_to, hsl):
     """R20: a period running into today checks HSL coverage from today; its e-service part
     keeps every day asked for."""
     import argparse
