@@ -170,8 +170,50 @@ def _move_rows(
     return changes, held
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The desired rows beside Clinic24's record, joined once (issue 12: `previous_row_keys`
+    and `plan_booking_changes` each joined the 400 k rows twice).
+
+    `joined`: the desired columns the verdict reads, with the record's `rec_*` columns (null
+    without a record). `orphans`: record rows Clinic24 holds as booked that are not desired.
+    """
+
+    joined: pl.DataFrame
+    orphans: pl.DataFrame
+
+
+_VERDICT_COLUMNS = ("booking_id", "status", "content_hash", "start_at", "end_at", "unit_hsa_id", "resource_hsa_id")
+
+
+def _record_columns(record: pl.DataFrame) -> pl.DataFrame:
+    return record.select(
+        pl.col("booking_id"),
+        pl.col("status").alias("rec_status"),
+        pl.col("start_at").alias("rec_start_at"),
+        pl.col("unit_hsa_id").alias("rec_unit_hsa_id"),
+        pl.col("content_hash").alias("rec_content_hash"),
+    )
+
+
+def compare(desired: pl.DataFrame, record: pl.DataFrame) -> Comparison:
+    """`desired` (R01-R06's rows) beside `record` (`clinic24_record`): see `Comparison`."""
+    rec = _record_columns(record)
+    joined = desired.lazy().select(_VERDICT_COLUMNS).join(rec.lazy(), on="booking_id", how="left")
+    orphans = rec.lazy().filter(pl.col("rec_status") == "booked").join(
+        desired.lazy().select("booking_id"), on="booking_id", how="anti"
+    )
+    joined, orphans = pl.collect_all([joined, orphans])
+    return Comparison(joined=joined, orphans=orphans)
+
+
 def previous_row_keys(
-    desired: pl.DataFrame, record: pl.DataFrame, *, window_from: date, departed_units: Collection[str]
+    desired: pl.DataFrame,
+    record: pl.DataFrame,
+    *,
+    window_from: date,
+    departed_units: Collection[str],
+    comparison: Comparison | None = None,
 ) -> pl.Series:
     """The bookings whose previous desired row `plan_booking_changes` needs (R07, R08, R09).
 
@@ -180,24 +222,17 @@ def previous_row_keys(
     that are no longer desired (R08/R09 cancels carry the whole row; R08 moves keep every
     field). History and departed units are left out: they send nothing, and the record keeps
     them for good, so asking for them would grow with every day of the integration.
+    `comparison`: `compare(desired, record)` when the caller has it already.
     """
-    rec = record.select(
-        "booking_id",
-        pl.col("status").alias("rec_status"),
-        pl.col("content_hash").alias("rec_content_hash"),
-        pl.col("start_at").alias("rec_start_at"),
-        pl.col("unit_hsa_id").alias("rec_unit_hsa_id"),
-    ).filter(pl.col("rec_status") == "booked")
-    changed = (
-        desired.filter(pl.col("status") == "booked")
-        .select("booking_id", "content_hash")
-        .join(rec, on="booking_id", how="inner")
-        .filter(pl.col("content_hash").ne_missing(pl.col("rec_content_hash")))
-        .get_column("booking_id")
-    )
+    comparison = comparison or compare(desired, record)
+    changed = comparison.joined.filter(
+        (pl.col("status") == "booked")
+        & (pl.col("rec_status") == "booked")
+        & pl.col("content_hash").ne_missing(pl.col("rec_content_hash"))
+    ).get_column("booking_id")
     local_start = pl.col("rec_start_at").dt.convert_time_zone(STOCKHOLM_TZ).dt.date()
     gone = (
-        rec.join(desired.select("booking_id"), on="booking_id", how="anti")
+        comparison.orphans
         .filter(
             (local_start >= window_from).fill_null(True)
             & ~pl.col("rec_unit_hsa_id").is_in(list(departed_units)).fill_null(False)
@@ -218,6 +253,8 @@ def plan_booking_changes(
     out_of_scope: pl.DataFrame | None = None,
     previous_desired: pl.DataFrame | None = None,
     events: pl.DataFrame | None = None,
+    accepted_ends: pl.DataFrame | None = None,
+    comparison: Comparison | None = None,
 ) -> PlanResult:
     """R06-R10: compare desired rows with Clinic24's record and list the changes to push.
 
@@ -260,31 +297,28 @@ def plan_booking_changes(
     Cancel rows for bookings not in `desired` are built from `previous_desired` (the desired
     rows Clinic24 was last sent, if the caller keeps them) and otherwise carry only the
     record's `start_at` and `unit_hsa_id`; `content_hash` is computed over the row as sent.
-    `previous_desired` needs only the bookings of `previous_row_keys`.
+    `previous_desired` needs only the bookings of `previous_row_keys`. `accepted_ends`
+    (`booking_id`, `end_at`, `resource_hsa_id`, optional) gives R07 the end and resource
+    Clinic24 accepted for bookings still desired, in place of their `previous_desired` rows
+    (the caller's cheaper source of the same values); R07 reads both. `comparison`:
+    `compare(desired, record)` when the caller has it already.
     """
     start_dtype = record.schema["start_at"]
     if not isinstance(start_dtype, pl.Datetime) or start_dtype.time_zone is None:
         raise ValueError("clinic24_record.start_at must be a timezone-aware Datetime")
-    rec = record.select(
-        pl.col("booking_id"),
-        pl.col("status").alias("rec_status"),
-        pl.col("start_at").alias("rec_start_at"),
-        pl.col("unit_hsa_id").alias("rec_unit_hsa_id"),
-        pl.col("content_hash").alias("rec_content_hash"),
-    )
+    rec_schema = _record_columns(record.head(0)).schema
     # The verdict needs only a few columns: join those (the whole frame is hundreds of
     # thousands of rows), then take the full rows of the few that change.
-    joined = (
-        desired.lazy()
-        .select("booking_id", "status", "content_hash", "start_at", "end_at", "unit_hsa_id", "resource_hsa_id")
-        .join(rec.lazy(), on="booking_id", how="left")
-    )
+    comparison = comparison or compare(desired, record)
+    joined = comparison.joined.lazy()
     moved = (pl.col("start_at") != pl.col("rec_start_at")) | (
         pl.col("unit_hsa_id") != pl.col("rec_unit_hsa_id")
     )
-    if previous_desired is not None:
+    compared = [f.select("booking_id", "end_at", "resource_hsa_id") for f in (previous_desired, accepted_ends)
+                if f is not None]
+    if compared:
         joined = joined.join(
-            previous_desired.lazy().select(
+            pl.concat(compared).unique("booking_id", keep="first").lazy().select(
                 "booking_id",
                 pl.col("end_at").alias("prev_end_at"),
                 pl.col("resource_hsa_id").alias("prev_resource_hsa_id"),
@@ -333,14 +367,12 @@ def plan_booking_changes(
     )
 
     # Bookings Clinic24 holds as booked that planning no longer wants there.
-    orphans = rec.filter(pl.col("rec_status") == "booked").join(
-        desired.select("booking_id"), on="booking_id", how="anti"
-    )
+    orphans = comparison.orphans
     # Joins, not `is_in` of a whole snapshot's ids: the orphans are few, the ids many.
     live = (
         orphans.select("booking_id")
         .join(
-            pl.DataFrame({"booking_id": live_booking_ids.cast(rec.schema["booking_id"])}),
+            pl.DataFrame({"booking_id": live_booking_ids.cast(rec_schema["booking_id"])}),
             on="booking_id",
             how="semi",
         )
@@ -394,7 +426,7 @@ def plan_booking_changes(
         )
     else:
         gone = gone.join(
-            latest_log_events(events).with_columns(pl.col("booking_id").cast(rec.schema["booking_id"])),
+            latest_log_events(events).with_columns(pl.col("booking_id").cast(rec_schema["booking_id"])),
             on="booking_id",
             how="left",
         )

@@ -181,9 +181,15 @@ def fingerprints(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# What R07 compares with the row Clinic24 accepted, kept beside each hash in the plan's cache.
+CACHED_ROW_COLUMNS = ("end_at", "resource_hsa_id")
+
+
 def hash_cache_rows(desired: pl.DataFrame) -> pl.DataFrame:
-    """What the plan keeps for the next one: `booking_id`, the fingerprints, `content_hash`."""
-    return fingerprints(desired).with_columns(desired.get_column("content_hash"))
+    """What the plan keeps for the next one: `booking_id`, the fingerprints, `content_hash`,
+    and the `CACHED_ROW_COLUMNS` of the row that hash was taken of (R07 reads them when
+    Clinic24's record holds that same hash, instead of reading back the accepted payload)."""
+    return fingerprints(desired).with_columns(desired.select("content_hash", *CACHED_ROW_COLUMNS))
 
 
 def with_content_hash(frame: pl.DataFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:

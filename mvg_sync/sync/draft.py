@@ -90,9 +90,11 @@ def draft_booking_plan(
     live_ids = pl.concat([all_bookings.get_column("booking_id"), pl.Series("booking_id", quarantined, pl.Utf8)])
     # R07/R08/R09 compare with, cancel and move the row Clinic24 last accepted; only the few
     # bookings the plan may change are read back (`previous_row_keys`).
+    comparison = booking_plan.compare(scope.desired, record)
     wanted = booking_plan.previous_row_keys(
-        scope.desired, record, window_from=snapshot.window_from, departed_units=departed
+        scope.desired, record, window_from=snapshot.window_from, departed_units=departed, comparison=comparison
     )
+    ends = _accepted_ends(wanted, scope.desired, record, known)
     plan = booking_plan.plan_booking_changes(
         scope.desired,
         live_ids,
@@ -101,8 +103,12 @@ def draft_booking_plan(
         window_to=snapshot.window_to,
         departed_units=departed,
         out_of_scope=scope.out_of_scope,
-        previous_desired=_previous_desired(state_dir, wanted, scope.desired.schema),
+        previous_desired=_previous_desired(
+            state_dir, wanted.filter(~wanted.is_in(ends.get_column("booking_id").implode())), scope.desired.schema
+        ),
         events=read_snapshot(files["events"]),
+        accepted_ends=ends,
+        comparison=comparison,
     )
     candidates = booking_plan.children_needing_guardian(plan.changes)
     catalogue_holds = on_bad_service.select(
@@ -145,9 +151,32 @@ def _known_hashes(state_dir: Path) -> pl.DataFrame | None:
         known = pl.read_ipc(_hash_cache_path(state_dir))
     except (OSError, pl.exceptions.PolarsError):
         return None
-    if known.columns != ["booking_id", *booking_scope.FINGERPRINT_COLUMNS, "content_hash"]:
+    if known.columns != ["booking_id", *booking_scope.FINGERPRINT_COLUMNS, "content_hash",
+                         *booking_scope.CACHED_ROW_COLUMNS]:
         return None
     return known
+
+
+def _accepted_ends(
+    keys: pl.Series, desired: pl.DataFrame, record: pl.DataFrame, known: pl.DataFrame | None
+) -> pl.DataFrame:
+    """R07's end and resource of what Clinic24 accepted, from the plan's cache, for the `keys`
+    still desired whose record holds the very hash the cache kept (issue 12: reading the
+    accepted payloads back was a quarter of a plan).
+
+    The hash covers every desired column, so an equal hash is an equal row: the values are
+    those of the accepted payload. Any other key (no cache, another hash, a booking no longer
+    desired, whose cancel or move needs the whole row) is read back from the payloads.
+    """
+    columns = ("booking_id", *booking_scope.CACHED_ROW_COLUMNS)
+    if known is None or keys.len() == 0:
+        return pl.DataFrame(schema={c: desired.schema[c] for c in columns})
+    still_desired = desired.select("booking_id").filter(pl.col("booking_id").is_in(keys.implode()))
+    return (
+        still_desired.join(record.select("booking_id", "content_hash"), on="booking_id", how="inner")
+        .join(known.select("content_hash", *columns), on=["booking_id", "content_hash"], how="inner")
+        .select(columns)
+    )
 
 
 # Rewrite the cache once this share of the desired rows is digested anew per plan: below

@@ -364,6 +364,30 @@ def test_r07_only_end_or_practitioner_changed_is_recorded_as_rebook_in_the_outbo
     assert rules == {end_only: "R07/rebook", practitioner_only: "R07/rebook"}
 
 
+def test_r07_end_and_resource_come_from_the_cache_only_for_a_desired_booking_recorded_with_its_hash():
+    """Issue 12: the plan's cache stands in for the accepted payload only where it holds the
+    very row Clinic24 accepted (the same content hash) of a booking still desired; every other
+    key is read back from the payloads."""
+    from mvg_sync.rules.booking_scope import hash_cache_rows
+    from tests.unit.test_booking_plan import desired, record_of, row, utc
+
+    accepted = desired(row("hit"), row("other-hash"), row("gone"), row("uncached"))
+    known = hash_cache_rows(accepted.filter(pl.col("booking_id") != "uncached"))
+    record = record_of(accepted).with_columns(
+        pl.when(pl.col("booking_id") == "other-hash").then(pl.lit("a-later-hash")).otherwise(pl.col("content_hash"))
+        .alias("content_hash")
+    )
+    moved = {"end_at": utc(2026, 12, 3, 9, 30), "resource_hsa_id": "SE2321000032-other"}
+    now = desired(*(row(key, **moved) for key in ("hit", "other-hash", "uncached")))
+    keys = pl.Series("booking_id", ["gone", "hit", "other-hash", "uncached"])
+
+    ends = drafting._accepted_ends(keys, now, record, known)
+
+    # the accepted end and resource, not the new ones of the snapshot
+    assert ends.rows() == [("hit", utc(2026, 12, 3, 9, 0), row("hit")["resource_hsa_id"])]
+    assert drafting._accepted_ends(keys, now, record, None).height == 0
+
+
 def test_r07_accepted_rows_are_the_rows_the_payloads_were_built_from():
     from mvg_sync.clinic24.payloads import build_appointment
     from mvg_sync.sync.accepted import accepted_rows, appointment_row
