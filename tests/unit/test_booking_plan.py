@@ -165,6 +165,24 @@ def test_r07_new_resource_is_rebook_when_previous_desired_is_known():
     assert kinds(plan(now, record_of(before))) == [("1", "update", "R10")]
 
 
+def test_r07_accepted_ends_stand_in_for_the_previous_rows_and_the_plan_is_the_same():
+    """Issue 12: the plan's cache gives R07 the accepted end and resource (`accepted_ends`)."""
+    before = desired(row("1"), row("2"), row("3"))
+    now = desired(
+        row("1", end_at=utc(2026, 12, 3, 9, 15)),  # end only: rebook
+        row("2", resource_hsa_id="SE2321000016-9002", resource_name="Läkare, Lars"),  # resource: rebook
+        row("3", booking_info="Ny information"),  # neither: update
+    )
+    ends = before.select("booking_id", "end_at", "resource_hsa_id")
+    from_ends = plan(now, record_of(before), accepted_ends=ends)
+    assert kinds(from_ends) == [("1", "rebook", "R07"), ("2", "rebook", "R07"), ("3", "update", "R10")]
+    assert_frame_equal(from_ends.changes, plan(now, record_of(before), previous_desired=before).changes)
+    # both given (the cache for some keys, payloads for the rest): the same again
+    halves = plan(now, record_of(before), previous_desired=before.filter(pl.col("booking_id") == "1"),
+                  accepted_ends=ends.filter(pl.col("booking_id") != "1"))
+    assert_frame_equal(halves.changes, from_ends.changes)
+
+
 # R08 ---------------------------------------------------------------------------------------
 
 
