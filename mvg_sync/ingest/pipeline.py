@@ -70,7 +70,7 @@ SHRINK_CHECK_FLOOR = 20
 # Rows per batch streamed from a CSV to its snapshot: memory is bounded by a few batches
 # in flight (one read ahead, one normalised, one written). Issue 12, measured on a national
 # drop (10 M bookings, 4.2 GB): 1 M rows peaked at 4.65 GB, 500 k at 3.29 GB, 250 k at 2.42 GB
-# with 0.92x the wall; a regional drop took 0.96x the CPU of 1 M (farm-bench, 7 pairs).
+# with 0.92x the wall; a regional drop took 0.96-1.00x the CPU of 1 M (farm-bench, 7 and 9 pairs).
 BATCH_ROWS = 250_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
