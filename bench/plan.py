@@ -113,7 +113,8 @@ def bare_diff(previous: str, current: str) -> tuple[float, int]:
 def previous_plan_cache(state: Path, units: list[str]) -> Path:
     """The hash cache the previous drop's plan left behind (the steady state a new drop meets).
 
-    Rebuilt from the previous bookings snapshot when missing (a cache built by older code).
+    Rebuilt from the previous bookings snapshot when missing or of another shape (built by
+    older code: the plan would ignore it and hash every row, and the figure would be the cold one).
     """
     import polars as pl
 
@@ -122,6 +123,8 @@ def previous_plan_cache(state: Path, units: list[str]) -> Path:
     from mvg_sync.sync import draft as drafting
 
     saved = state.parent / f"previous-{drafting._hash_cache_path(state).name}"
+    if saved.exists() and drafting._known_hashes_in(saved) is None:
+        saved.unlink()
     if not saved.exists():
         previous, _ = snapshot_paths(state)
         scope = booking_scope.desired_appointments(

@@ -147,8 +147,13 @@ def _known_hashes(state_dir: Path) -> pl.DataFrame | None:
     A cache, not state: missing, unreadable or of another shape, it is ignored and every row
     is hashed, with the same result.
     """
+    return _known_hashes_in(_hash_cache_path(state_dir))
+
+
+def _known_hashes_in(path: Path) -> pl.DataFrame | None:
+    """The cache file at `path`, or None when it is missing, unreadable or of another shape."""
     try:
-        known = pl.read_ipc(_hash_cache_path(state_dir))
+        known = pl.read_ipc(path)
     except (OSError, pl.exceptions.PolarsError):
         return None
     if known.columns != ["booking_id", *booking_scope.FINGERPRINT_COLUMNS, "content_hash",

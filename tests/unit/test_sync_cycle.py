@@ -388,6 +388,23 @@ def test_r07_end_and_resource_come_from_the_cache_only_for_a_desired_booking_rec
     assert drafting._accepted_ends(keys, now, record, None).height == 0
 
 
+def test_a_plan_cache_written_before_the_cached_row_columns_is_ignored(tmp_path):
+    """Issue 12: a cache from the release before `CACHED_ROW_COLUMNS` (fingerprints and hashes
+    only) is not read: every row is hashed once and the cache written anew."""
+    from mvg_sync.rules.booking_scope import hash_cache_rows
+    from tests.unit.test_booking_plan import desired, row
+
+    current = hash_cache_rows(desired(row("1"), row("2")))
+    current.write_ipc(tmp_path / "current.arrow")
+    current.drop("end_at", "resource_hsa_id").write_ipc(tmp_path / "older.arrow")
+    (tmp_path / "torn.arrow").write_bytes((tmp_path / "current.arrow").read_bytes()[:100])
+
+    assert_frame_equal(drafting._known_hashes_in(tmp_path / "current.arrow"), current)
+    assert drafting._known_hashes_in(tmp_path / "older.arrow") is None
+    assert drafting._known_hashes_in(tmp_path / "torn.arrow") is None
+    assert drafting._known_hashes_in(tmp_path / "missing.arrow") is None
+
+
 def test_r07_accepted_rows_are_the_rows_the_payloads_were_built_from():
     from mvg_sync.clinic24.payloads import build_appointment
     from mvg_sync.sync.accepted import accepted_rows, appointment_row
