@@ -306,7 +306,7 @@ def plan_booking_changes(
     start_dtype = record.schema["start_at"]
     if not isinstance(start_dtype, pl.Datetime) or start_dtype.time_zone is None:
         raise ValueError("clinic24_record.start_at must be a timezone-aware Datetime")
-    rec_schema = _record_columns(record.head(0)).schema
+    id_dtype = record.schema["booking_id"]
     # The verdict needs only a few columns: join those (the whole frame is hundreds of
     # thousands of rows), then take the full rows of the few that change.
     comparison = comparison or compare(desired, record)
@@ -372,7 +372,7 @@ def plan_booking_changes(
     live = (
         orphans.select("booking_id")
         .join(
-            pl.DataFrame({"booking_id": live_booking_ids.cast(rec_schema["booking_id"])}),
+            pl.DataFrame({"booking_id": live_booking_ids.cast(id_dtype)}),
             on="booking_id",
             how="semi",
         )
@@ -426,7 +426,7 @@ def plan_booking_changes(
         )
     else:
         gone = gone.join(
-            latest_log_events(events).with_columns(pl.col("booking_id").cast(rec_schema["booking_id"])),
+            latest_log_events(events).with_columns(pl.col("booking_id").cast(id_dtype)),
             on="booking_id",
             how="left",
         )

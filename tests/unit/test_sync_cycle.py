@@ -388,10 +388,10 @@ def test_r07_end_and_resource_come_from_the_cache_only_for_a_desired_booking_rec
     assert drafting._accepted_ends(keys, now, record, None).height == 0
 
 
-def test_a_plan_cache_written_before_the_cached_row_columns_is_ignored(tmp_path):
-    """Issue 12: a cache from the release before `CACHED_ROW_COLUMNS` (fingerprints and hashes
-    only), a torn one and a missing one are not read (the plan then hashes every row, and
-    `_remember_hashes` writes the cache anew: the R07 e2e test above runs that path)."""
+def test_r10_a_plan_cache_written_before_the_cached_row_columns_is_ignored(tmp_path):
+    """R10 (issue 12): a hash cache from the release before `CACHED_ROW_COLUMNS` (fingerprints
+    and hashes only), a torn one and a missing one are not read (the plan then hashes every
+    row, and `_remember_hashes` writes the cache anew: the R07 e2e test above runs that path)."""
     from mvg_sync.rules.booking_scope import hash_cache_rows
     from tests.unit.test_booking_plan import desired, row
 
