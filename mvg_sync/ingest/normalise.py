@@ -57,10 +57,11 @@ def check_columns(raw_columns: list[str], layout: FileLayout) -> list[str]:
 NUL_REASON = "holds a NUL byte (\\x00), which no text value may hold"
 
 
-def _error_for(column: Column, raw: pl.Expr, parsed_error: pl.Expr | None) -> pl.Expr:
+def _error_for(column: Column, raw: pl.Expr, parsed_error: pl.Expr | None, *, may_hold_nul: bool) -> pl.Expr:
     """Why this column's value is unusable (null = fine). Never includes the value."""
     expr = pl.when(raw.is_null() & pl.lit(column.required)).then(pl.lit("required value missing"))
-    if column.kind == "text":  # the typed kinds already refuse a NUL as an invalid value
+    # the typed kinds already refuse a NUL as an invalid value
+    if column.kind == "text" and may_hold_nul:
         expr = expr.when(raw.str.contains("\x00", literal=True)).then(pl.lit(NUL_REASON))
     if parsed_error is not None:
         # a normaliser may report "empty" for null input; absence is judged by `required` alone
@@ -105,13 +106,15 @@ def normalise_rows(
     *,
     row_offset: int = 0,
     window: tuple[date, date] | None = None,
+    may_hold_nul: bool = True,
 ) -> Normalised:
     """The row-level part of `normalise` for one batch of a file whose rows start after `row_offset`.
 
     File-level checks (columns, grain) are the caller's: a batch cannot see the whole file.
     Every rule here looks at one row only, so batches give the same rows as the whole file.
     `window` is the manifest's (from, to): a row of a windowed file whose start's local date
-    lies outside it is quarantined (rule `window`).
+    lies outside it is quarantined (rule `window`). `may_hold_nul=False` says the file's bytes
+    hold no NUL (`reader.FileScan.has_nul`), so no value can, and the NUL check is skipped.
     """
     rows_in = raw.height
     missing_optional = [c.header for c in layout.columns if c.header not in raw.columns]
@@ -167,7 +170,7 @@ def normalise_rows(
                 pl.lit(f"not one of the values allowed in {c.header}")
             )
         err_name = _ERR + c.name
-        second.append(_error_for(c, raw_expr, parsed_error).alias(err_name))
+        second.append(_error_for(c, raw_expr, parsed_error, may_hold_nul=may_hold_nul).alias(err_name))
         errors.append((err_name, c.header, _rule_for(c)))
     staged = staged.with_columns(second)
 

@@ -529,7 +529,7 @@ def _ingest_file(
             batches = iter_raw_batches(ctx.work, source, names, batch_rows=ctx.batch_rows)
             if columns_error is None:
                 return _write_snapshot(batches, layout, files.reference_date, path, manifest.files[name].rows,
-                                       files.window)
+                                       files.window, may_hold_nul=scan.has_nul)
             # nothing to normalise: count the rows, for the checks that come first
             counted = _WrittenSnapshot(profile=DatasetProfile(layout.dataset))
             for batch in batches:
@@ -597,6 +597,8 @@ def _write_snapshot(
     path: Path,
     expected_rows: int,
     window: tuple[date, date] | None = None,
+    *,
+    may_hold_nul: bool = True,
 ) -> _WrittenSnapshot:
     """Normalise each batch and stream the good rows into one Parquet file (Polars' own writer).
 
@@ -630,7 +632,7 @@ def _write_snapshot(
                 # grain (check_grain): rows with a null key part are not part of it
                 written.key_hashes.append(raw.select(keys).drop_nulls().hash_rows())
                 result = normalise_rows(raw, layout, reference_date, row_offset=written.profile.rows_in,
-                                        window=window)
+                                        window=window, may_hold_nul=may_hold_nul)
                 written.profile.observe(result.frame, raw.height)
                 if result.quarantine.height:
                     written.quarantines.append(result.quarantine)

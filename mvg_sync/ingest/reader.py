@@ -44,6 +44,9 @@ class FileScan:
     utf8_pair_offset: int | None  # first UTF-8 multibyte pair in a windows-1252 file
     undefined_offset: int | None = None  # first byte windows-1252 leaves undefined
     has_c1: bool = False  # a windows-1252 file holds a byte in 0x80-0x9F
+    # A file without a NUL byte has no value holding one: the normaliser then skips its
+    # per-value NUL check (issue 12: 0.08 CPU-s per 400 k bookings, for a byte files lack).
+    has_nul: bool = True
 
 
 def scan_file(path: Path, encoding: str) -> FileScan:
@@ -59,10 +62,12 @@ def scan_file(path: Path, encoding: str) -> FileScan:
     pair_offset: int | None = None
     undefined_offset: int | None = None
     has_c1 = False
+    has_nul = False
     windows = encoding == "windows-1252"
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
+            has_nul = has_nul or b"\x00" in chunk
             if windows and not has_c1:
                 has_c1 = any(b in chunk for b in C1_BYTES)
             if has_c1 and undefined_offset is None:
@@ -87,6 +92,7 @@ def scan_file(path: Path, encoding: str) -> FileScan:
         utf8_pair_offset=pair_offset,
         undefined_offset=undefined_offset,
         has_c1=has_c1,
+        has_nul=has_nul,
     )
 
 

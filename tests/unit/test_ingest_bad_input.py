@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from mvg_sync.ingest import describe_state, ingest_drop, ingest_pending
+from mvg_sync.ingest import describe_state, ingest_drop, ingest_pending, pipeline
+from mvg_sync.ingest.reader import CHUNK, scan_file
 from mvg_sync.store.drops import load_snapshot
 from tests import cosmic_drops as t
 
@@ -609,6 +610,37 @@ def test_nul_byte_in_a_utf8_file_and_in_a_typed_column_quarantined(tmp_path):
         ("bokningar.csv", 1, "Resurs"), ("tider.csv", 3, "Start"),
     ]
     assert load_snapshot(state, "slots")["slot_id"].to_list() == ["T1", "T2"]
+
+
+def test_nul_check_runs_on_the_files_holding_a_nul_byte_only(tmp_path, monkeypatch):
+    """Issue 12: a file whose bytes hold no NUL skips the per-value check; one that does keeps it."""
+    seen: dict[str, set[bool]] = {}
+    normalise_rows = pipeline.normalise_rows
+
+    def spying(raw, layout, *args, **kwargs):
+        if "may_hold_nul" in kwargs:  # a batch of the file (not the call that reads the schema)
+            seen.setdefault(layout.file, set()).add(kwargs["may_hold_nul"])
+        return normalise_rows(raw, layout, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "normalise_rows", spying)
+    landing, state = tmp_path / "landing", tmp_path / "state"
+    files = t.default_files()
+    files["bokningar.csv"][1]["Bokningsinformation"] = "Ring\x00 före besöket"
+    t.write_drop(landing, 1, files)
+    assert ingest_pending(landing, state, as_of=AS_OF).drops[0].outcome == "accepted"
+    assert seen == {name: {name == "bokningar.csv"} for name in files}
+    assert [(r["file"], r["source_row"], r["column_name"]) for r in quarantine(state)] == [
+        ("bokningar.csv", 2, "Bokningsinformation")
+    ]
+
+
+def test_file_scan_finds_a_nul_byte_anywhere_in_the_file(tmp_path):
+    path = tmp_path / "tider.csv"
+    body = b"a\r\n" + b"x" * (CHUNK + 10) + b"\r\n"
+    path.write_bytes(body)
+    assert scan_file(path, "windows-1252").has_nul is False
+    path.write_bytes(body[:-5] + b"\x00" + body[-4:])  # in the second 1 MB chunk
+    assert scan_file(path, "utf-8").has_nul is True
 
 
 def test_booking_and_slot_starting_outside_the_manifest_window_quarantined_with_rule_window(tmp_path):

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from mvg_sync.ingest import localtime
 from mvg_sync.ingest.localtime import (
     ERROR_DATE,
     ERROR_DATETIME,
@@ -138,3 +139,13 @@ def test_contract_fast_table_agrees_with_polars_time_zone_data():
     assert_frame_equal(result, expected)
     # The range really holds transitions of both kinds (the comparison is not vacuous).
     assert result["error"].value_counts().height == 3
+
+
+def test_contract_fast_table_sampled_by_day_equals_the_table_of_every_hour():
+    # Issue 12: the table samples only the hours of days whose midnights differ in offset;
+    # every hour of 1970-2070 sampled must give the very same segments.
+    sampled = localtime._stockholm_segments()
+    every_hour = localtime._segments(localtime._hourly_offsets())
+    for ours, reference in zip(sampled, every_hour, strict=True):
+        assert ours.equals(reference), ours.name
+    assert (sampled[1] == localtime._GAP).sum() == (sampled[1] == localtime._OVERLAP).sum() > 80
