@@ -97,12 +97,20 @@ def normalise_patient_id(raw: pl.Expr, reference_date: dt.date) -> pl.Expr:
             is_empty=f("text").is_null() | (f("text").str.len_bytes() == 0),
             has_shape=f("text").str.contains(_SHAPE),
             has_plus=f("text").str.contains("+", literal=True),
-            digits=f("text").str.replace_all(r"[^0-9]", ""),
+            # Only a value of the shape is read further, and its only non-digits are `-`, `+`
+            # and spaces: literal removals, several times cheaper than a regex (issue 12).
+            digits=f("text")
+            .str.replace_all("-", "", literal=True)
+            .str.replace_all("+", "", literal=True)
+            .str.replace_all(" ", "", literal=True),
         )
         .struct.with_fields(
             is_twelve=f("digits").str.len_bytes() == 12,
-            ten=f("digits").cast(pl.Int64, strict=False) % _E10,
-            century=f("digits").cast(pl.Int64, strict=False) // _E10,
+            number=f("digits").cast(pl.Int64, strict=False),
+        )
+        .struct.with_fields(
+            ten=f("number") % _E10,
+            century=f("number") // _E10,
         )
         .struct.with_fields(
             yy=f("ten") // _E8,
