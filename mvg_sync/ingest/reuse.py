@@ -11,6 +11,7 @@ it) and manifest window (rule `window`) give the same snapshot, byte for byte.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -27,30 +28,36 @@ from mvg_sync.store import drops as state
 FILES = "files.json"
 
 
+# Every module whose change could change a snapshot, its quarantine, its profile aggregates
+# or a verdict on the file. tests/unit/test_ingest_reuse.py follows the imports of the
+# normalising, reading and contract modules and fails on one missing here.
+SNAPSHOT_MODULES = (
+    "contracts.cosmic",
+    "contracts.snapshots",
+    "mvg_sync.cosmic_columns",
+    "mvg_sync.ingest.localtime",
+    "mvg_sync.ingest.normalise",
+    "mvg_sync.ingest.normalisers",
+    "mvg_sync.ingest.pipeline",
+    "mvg_sync.ingest.reader",
+    "mvg_sync.quality.checkpoint",  # DatasetProfile: the aggregates a reused file keeps
+    "mvg_sync.rules.hsa",
+    "mvg_sync.rules.patient_id",
+    "mvg_sync.timeutil",
+)
+
+
 @cache
 def code_fingerprint() -> str:
     """The ingest code and libraries a snapshot was made with: a new release parses again.
 
-    Every module whose change could change a snapshot, its quarantine or a verdict on the
-    file, by content, plus the Polars version (its Parquet writer makes the bytes).
+    The `SNAPSHOT_MODULES` by content, plus the Polars version (its Parquet writer makes the bytes).
     """
     import polars as pl
 
-    import contracts.cosmic
-    import contracts.snapshots
-    import mvg_sync.cosmic_columns
-    import mvg_sync.ingest.localtime
-    import mvg_sync.ingest.normalise
-    import mvg_sync.ingest.normalisers
-    import mvg_sync.ingest.pipeline
-    import mvg_sync.ingest.reader
-    import mvg_sync.rules.patient_id
-
     digest = hashlib.sha256(pl.__version__.encode())
-    for module in (contracts.cosmic, contracts.snapshots, mvg_sync.cosmic_columns, mvg_sync.ingest.localtime,
-                   mvg_sync.ingest.normalise, mvg_sync.ingest.normalisers, mvg_sync.ingest.pipeline,
-                   mvg_sync.ingest.reader, mvg_sync.rules.patient_id):
-        digest.update(Path(str(module.__file__)).read_bytes())
+    for name in SNAPSHOT_MODULES:
+        digest.update(Path(str(importlib.import_module(name).__file__)).read_bytes())
     return digest.hexdigest()
 
 

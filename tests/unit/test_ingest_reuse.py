@@ -137,3 +137,56 @@ def test_a_patient_file_is_reused_only_on_the_same_reference_date(tmp_path, monk
     else:
         assert set(parsed) == {"bokningar.csv"}
     assert not {"enheter.csv", "vardtjanster.csv"} & set(parsed)  # no patient id, no window
+
+
+# Imported by the normalising path but unable to change what a file's snapshot, quarantine or
+# verdict is: permissions; machine faults (never a verdict on a file); the manifest, checked on
+# every drop, reused or not.
+_NOT_SNAPSHOT_MODULES = {"mvg_sync.fileperms", "mvg_sync.ingest.faults", "mvg_sync.ingest.manifest"}
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a name inside a module, not a submodule
+        return False
+
+
+def _project_imports(name: str) -> set[str]:
+    """The project modules (`mvg_sync`, `contracts`) that module `name` imports, anywhere in it."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            # `from mvg_sync.ingest import reuse` names a module too
+            if node.module.startswith(("mvg_sync", "contracts")):
+                found |= {f"{node.module}.{alias.name}" for alias in node.names
+                          if _is_module(f"{node.module}.{alias.name}")}
+    return {m for m in found if m.split(".")[0] in ("mvg_sync", "contracts") and m not in ("mvg_sync", "contracts")}
+
+
+def test_the_code_fingerprint_covers_every_module_a_snapshot_depends_on():
+    """Issue 12 item 2: a release that changes any code a snapshot is made with parses again.
+    The fingerprint once missed `rules.hsa` (HSA-id validity), so a units file unchanged for
+    months would have kept a snapshot judged by the old rule."""
+    roots = ["mvg_sync.ingest.normalise", "mvg_sync.ingest.reader", "contracts.cosmic", "contracts.snapshots"]
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name in _NOT_SNAPSHOT_MODULES:
+            continue
+        seen.add(name)
+        todo += _project_imports(name)
+    assert seen - set(reuse.SNAPSHOT_MODULES) == set()
+    assert "mvg_sync.rules.hsa" in seen  # the walk does reach the normalisers' own modules
