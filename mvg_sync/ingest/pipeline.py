@@ -266,6 +266,8 @@ class DropContext:
     report: IngestReport
     manifest: Manifest | None = None  # once read and naming this folder
     gap: tuple[int, int] | None = None
+    newest: tuple[str, int, datetime] | None = None  # the newest accepted drop, when looked up
+    previous_counts: dict[str, int] = field(default_factory=dict)  # its rows in per file
     drop: DropReport = field(init=False)
 
     def __post_init__(self) -> None:
@@ -297,6 +299,8 @@ def _ingest_folder(ctx: DropContext, manifest: Manifest | DropRejected) -> DropR
         same_sequence = None if isinstance(manifest, DropRejected) else state.drop_with_sequence(
             known, manifest.sequence)
         last_sequence = state.latest_sequence(known)
+        # what the files are judged against, read here: one store open fewer per drop
+        ctx.newest, ctx.previous_counts = newest, state.previous_counts(known)
     if previous is not None:
         log.info("drop %s: duplicate, already %s", folder.name, previous)
         return DropReport(extract_id=folder.name, outcome=DropOutcome.DUPLICATE,
@@ -396,9 +400,7 @@ def _validate_scanned(
             raise DropRejected(f"{layout.file}: sha256 differs from the manifest{truncated}",
                                file=layout.file, rule="manifest")
 
-    with state.connect(ctx.state_dir) as known:
-        previous = state.previous_counts(known)
-        newest = state.latest_accepted(known)
+    previous, newest = ctx.previous_counts, ctx.newest
     reusable = reuse.Reusable.of(ctx.state_dir, newest[0] if newest else None)
     files = FileContext(
         reference_date=manifest.extracted_at.astimezone(STOCKHOLM).date(),
