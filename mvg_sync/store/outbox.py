@@ -49,11 +49,19 @@ def ensure_schema(con: Connection) -> None:
     upgrade(con)
 
 
-def load_record(con: Connection, resource_type: str) -> pl.DataFrame:
-    """What Clinic24 has accepted for one resource type, one row per key."""
+RECORD_COLUMNS = ("key", "status", "start_at", "unit_hsa_id", "content_hash", "source_sequence", "version",
+                  "accepted_at")
+# What a booking plan reads of the record (R06-R10 compare status, start, unit and hash).
+PLAN_RECORD_COLUMNS = RECORD_COLUMNS[:5]
+
+
+def load_record(con: Connection, resource_type: str, columns: tuple[str, ...] = RECORD_COLUMNS) -> pl.DataFrame:
+    """What Clinic24 has accepted for one resource type, one row per key: `columns` of
+    `RECORD_COLUMNS` (issue 12: the plan reads 5 of the 8 at 400 k rows, 0.7x the time)."""
+    if not set(columns) <= set(RECORD_COLUMNS):
+        raise ValueError(f"clinic24_record has no column {sorted(set(columns) - set(RECORD_COLUMNS))}")
     return con.sql(
-        "SELECT key, status, start_at, unit_hsa_id, content_hash, source_sequence, version, accepted_at "
-        "FROM clinic24_record WHERE resource_type = ?",
+        f"SELECT {', '.join(columns)} FROM clinic24_record WHERE resource_type = ?",  # noqa: S608 - names checked above
         params=[resource_type],
     ).pl()
 

@@ -70,7 +70,8 @@ def draft_booking_plan(
         snapshot = current_snapshot(con)
         if snapshot is None:
             return None
-        record = store.load_record(con, ResourceType.APPOINTMENT).rename({"key": "booking_id"})
+        record = store.load_record(con, ResourceType.APPOINTMENT, store.PLAN_RECORD_COLUMNS).rename(
+            {"key": "booking_id"})
         quarantined = quarantined_keys(con, snapshot.extract_id, "bokningar.csv")
         catalogue_drop = pointer_extract_id(con, "care_services")
         bad_services = quarantined_keys(con, catalogue_drop, "vardtjanster.csv") if catalogue_drop else []

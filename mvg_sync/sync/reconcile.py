@@ -83,7 +83,7 @@ def compare(record: pl.DataFrame, seen: pl.DataFrame) -> Drift:
 def run_reconcile(settings: Settings) -> Drift:
     """Read Clinic24 per unit over the record's date range, compare, and correct the record."""
     with plan_reads.open_state(settings.state_dir) as con:
-        record = outbox.load_record(con, ResourceType.APPOINTMENT).select("key", "status", "start_at", "unit_hsa_id")
+        record = outbox.load_record(con, ResourceType.APPOINTMENT, ("key", "status", "start_at", "unit_hsa_id"))
     if record.height == 0:
         return Drift()
     first = record.get_column("start_at").min().astimezone(STOCKHOLM).date()

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from mvg_sync.store import outbox as store
 from mvg_sync.store.types import ResourceType
@@ -86,6 +87,18 @@ def test_accepted_answer_updates_the_record_in_the_same_transaction(con):
     assert statuses(con) == {"run1/Appointment/b1": "done"}
     assert store.live_synced_count(con, since=NOW) == 1
     assert store.live_synced_count(con, since=NOW + timedelta(days=1)) == 0, "past visits are not live"
+
+
+def test_the_plan_reads_its_columns_of_the_record_and_nothing_else(con):
+    """Issue 12: the booking plan loads 5 of the record's 8 columns; another name is refused,
+    never put into the query."""
+    store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
+    store.settle(con, settled(con, "run1/Appointment/b1", "accepted", "done"))
+    narrow = store.load_record(con, "Appointment", store.PLAN_RECORD_COLUMNS)
+    assert narrow.columns == ["key", "status", "start_at", "unit_hsa_id", "content_hash"]
+    assert_frame_equal(narrow, store.load_record(con, "Appointment").select(narrow.columns))
+    with pytest.raises(ValueError, match="payload"):
+        store.load_record(con, "Appointment", ("key", "payload"))
 
 
 def test_transient_answer_leaves_entry_pending_and_record_untouched(con):
