@@ -18,6 +18,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "ingest": (["--sizes", "400000,10000000", "--pairs", "2"],
                "regional and national ingest beside bare DuckDB (read_csv + row hash + Parquet): ratio, peak RSS;"
                " drops cached in $MVG_BENCH_CACHE (the 10 M drop is 4.2 GB: keep it outside the repo)"),
+    "ingest_steps": (["--rounds", "3"],
+                     "a regional ingest's CPU step by step (imports, scan, read, normalise, write, contract)"
+                     " beside the whole ingest and bare DuckDB, and the floor those steps set"),
     "plan": ([], "draft_booking_plan at 400 k beside a bare DuckDB hash diff"),
     "sync_latency": (["--minutes", "14"],
                      "drop every minute, ~1,000 changes, booking_sync as in prefect.yaml: p50/p95/max to accepted"),
