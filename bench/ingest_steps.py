@@ -35,7 +35,7 @@ from bench.ingest import AS_OF, BASELINE, INGEST, _loadavg, _timed, landing_for
 STEPS = ("imports", "scan", "read", "normalise", "write", "contract")
 
 _STEPS_CHILD = """\
-import json, resource, tempfile
+import json, resource, shutil, tempfile
 from pathlib import Path
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -54,43 +54,46 @@ spent["imports"] = cpu() - start
 folder = sorted(Path({landing!r}).glob("*/manifest.json"))[0].parent
 manifest = read_manifest(folder)
 reference = manifest.extracted_at.astimezone(STOCKHOLM).date()
-scratch = Path(tempfile.mkdtemp(prefix="steps-"))
+scratch = Path(tempfile.mkdtemp(prefix="steps-"))  # owner-only; removed below
 frames = {{}}
-with work_connection(scratch) as con:
-    for name in manifest.files:
-        layout = LAYOUT_BY_FILE.get(name)
-        if layout is None:
-            continue
-        path = folder / name
-        mark = cpu()
-        scan = scan_file(path, manifest.encoding)
-        names = check_bytes(path, manifest.encoding, scan)
-        source = csv_source(path, manifest.encoding, scan, scratch / "tmp")
-        spent["scan"] += cpu() - mark
-        mark = cpu()
-        batches = list(iter_raw_batches(con, source, names, batch_rows=250_000))
-        spent["read"] += cpu() - mark
-        mark = cpu()
-        done, rows = [], 0
-        for raw in batches:
-            done.append(normalise_rows(raw, layout, reference, row_offset=rows,
-                                       window=(manifest.window_from, manifest.window_to),
-                                       may_hold_nul=scan.has_nul).frame)
-            rows += raw.height
-        frame = pl.concat(done)
-        spent["normalise"] += cpu() - mark
-        del batches
-        mark = cpu()
-        frame.write_parquet(scratch / (layout.dataset + ".parquet"), compression="lz4", statistics=False)
-        spent["write"] += cpu() - mark
-        frames[layout.dataset] = frame
-mark = cpu()
-import contracts.snapshots
-from contracts.snapshots import SAMPLE_ROWS
-for dataset, frame in frames.items():
-    contracts.snapshots.validate_snapshot(dataset, frame.sample(min(SAMPLE_ROWS, frame.height), seed=0))
-spent["contract"] = cpu() - mark
-print("BENCH-STEPS " + json.dumps(spent))
+try:
+    with work_connection(scratch) as con:
+        for name in manifest.files:
+            layout = LAYOUT_BY_FILE.get(name)
+            if layout is None:
+                continue
+            path = folder / name
+            mark = cpu()
+            scan = scan_file(path, manifest.encoding)
+            names = check_bytes(path, manifest.encoding, scan)
+            source = csv_source(path, manifest.encoding, scan, scratch / "tmp")
+            spent["scan"] += cpu() - mark
+            mark = cpu()
+            batches = list(iter_raw_batches(con, source, names, batch_rows=250_000))
+            spent["read"] += cpu() - mark
+            mark = cpu()
+            done, rows = [], 0
+            for raw in batches:
+                done.append(normalise_rows(raw, layout, reference, row_offset=rows,
+                                           window=(manifest.window_from, manifest.window_to),
+                                           may_hold_nul=scan.has_nul).frame)
+                rows += raw.height
+            frame = pl.concat(done)
+            spent["normalise"] += cpu() - mark
+            del batches
+            mark = cpu()
+            frame.write_parquet(scratch / (layout.dataset + ".parquet"), compression="lz4", statistics=False)
+            spent["write"] += cpu() - mark
+            frames[layout.dataset] = frame
+    mark = cpu()
+    import contracts.snapshots
+    from contracts.snapshots import SAMPLE_ROWS
+    for dataset, frame in frames.items():
+        contracts.snapshots.validate_snapshot(dataset, frame.sample(min(SAMPLE_ROWS, frame.height), seed=0))
+    spent["contract"] = cpu() - mark
+    print("BENCH-STEPS " + json.dumps(spent))
+finally:
+    shutil.rmtree(scratch, ignore_errors=True)
 """
 
 

@@ -36,8 +36,8 @@ def _stockholm_segments() -> tuple[pl.Series, pl.Series, pl.Series]:
     sampling UTC hours: Stockholm has changed offset only on whole UTC hours since 1970, and
     at most once a day. A per-row `replace_time_zone` costs ~5x a binary search in this table.
     The days whose midnights differ in offset are found first and only their hours sampled
-    (issue 12: every hour of the century cost 0.07 CPU-s per process; `_hourly_offsets`
-    samples them all and a test holds the two equal).
+    (issue 12: every hour of the century cost 0.07 CPU-s per process; a test holds the table
+    equal to the one of every hour).
     """
     days = _offsets(pl.datetime_range(_TABLE_FROM, _TABLE_TO, "1d", closed="both", time_unit="us", eager=True))
     # each day whose next midnight has another offset, by its 25 hours from midnight to midnight
@@ -62,11 +62,6 @@ def _offsets(utc: pl.Series) -> pl.DataFrame:
         .dt.epoch("us")
         - pl.col("utc").dt.epoch("us"),
     )
-
-
-def _hourly_offsets() -> pl.DataFrame:
-    """Every UTC hour of the table's range with its offset: the reference `_stockholm_segments` equals."""
-    return _offsets(pl.datetime_range(_TABLE_FROM, _TABLE_TO, "1h", closed="left", time_unit="us", eager=True))
 
 
 def _segments(hours: pl.DataFrame) -> tuple[pl.Series, pl.Series, pl.Series]:

@@ -89,9 +89,9 @@ def test_accepted_answer_updates_the_record_in_the_same_transaction(con):
     assert store.live_synced_count(con, since=NOW + timedelta(days=1)) == 0, "past visits are not live"
 
 
-def test_the_plan_reads_its_columns_of_the_record_and_nothing_else(con):
-    """Issue 12: the booking plan loads 5 of the record's 8 columns; another name is refused,
-    never put into the query."""
+def test_r06_r10_the_plan_reads_its_columns_of_the_record_and_nothing_else(con):
+    """R06-R10 (issue 12): the booking plan loads the 5 record columns its rules compare, of 8;
+    another name is refused, never put into the query."""
     store.write_plan(con, {"Appointment": changes(("b1", "create", "h1"))}, plan_id="run1", now=NOW)
     store.settle(con, settled(con, "run1/Appointment/b1", "accepted", "done"))
     narrow = store.load_record(con, "Appointment", store.PLAN_RECORD_COLUMNS)
