@@ -6,28 +6,33 @@ them: 0.45 CPU-s, against 2.3 CPU-s for bare DuckDB to read a regional drop. Whe
 installed, pandera skips them cleanly: its Polars-only install (`pandera[polars]`, pandera GH
 #2387). Great Expectations needs pandas in the same environment, so the ingest process imports
 pandera as that install would. While pandera loads, `pandas` and `hypothesis` read as not
-installed, unless some code already imported them; then pandera gets them as usual. Nothing
-else changes: they import normally afterwards, and the contracts run the same Polars checks
-either way (`tests/contracts/test_contract_imports.py` checks both).
+installed, unless some code already imported them; then pandera gets them as usual. Only the
+thread importing pandera is answered so: another thread (a Great Expectations task in the same
+worker) importing pandas at that moment gets it as usual. Nothing else changes: they import
+normally afterwards, and the contracts run the same Polars checks either way
+(`tests/contracts/test_contract_imports.py` checks both).
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import sys
+import threading
 
 # What pandera.polars can do without; pandera catches exactly this ModuleNotFoundError text.
 _OPTIONAL_FOR_POLARS = ("pandas", "hypothesis")
 
 
 class _NotInstalled(importlib.abc.MetaPathFinder):
-    """A finder that answers for `names` as if they were not installed."""
+    """A finder that answers for `names` as if they were not installed, to the thread that
+    made it only: `sys.meta_path` is the whole process's, and a worker runs tasks in threads."""
 
     def __init__(self, names: set[str]) -> None:
         self.names = names
+        self.thread = threading.get_ident()
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
-        if fullname.partition(".")[0] in self.names:
+        if fullname.partition(".")[0] in self.names and threading.get_ident() == self.thread:
             raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
         return None
 

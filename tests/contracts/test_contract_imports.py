@@ -80,3 +80,44 @@ def test_pandas_is_importable_again_once_pandera_is_loaded():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "pandas"
     assert sys.meta_path == [f for f in sys.meta_path if type(f).__name__ != "_NotInstalled"]
+
+
+RACE_CHILD = """
+import importlib.abc, importlib.machinery, json, sys, threading
+seen = {}
+def other_thread():  # a Great Expectations task in the same worker, importing pandas meanwhile
+    try:
+        import pandas
+        seen["other_thread"] = pandas.__name__
+    except ImportError as exc:
+        seen["other_thread"] = repr(exc)
+class ImportPandasMeanwhile(importlib.abc.MetaPathFinder):
+    # pandera's package runs while `contracts` hides pandas from the thread importing it: the
+    # other thread imports pandas right then (from the loader: a finder runs under Python's
+    # global import lock, where the other thread could not import at all)
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "pandera":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        real = spec.loader
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return real.create_module(spec)
+            def exec_module(self, module):
+                worker = threading.Thread(target=other_thread)
+                worker.start()
+                worker.join()
+                real.exec_module(module)
+        spec.loader = Loader()
+        return spec
+sys.meta_path.insert(0, ImportPandasMeanwhile())  # asked before the finders that would find pandera
+import contracts
+print(json.dumps(seen))
+"""
+
+
+def test_pandas_is_hidden_only_from_the_thread_importing_pandera():
+    done = subprocess.run([sys.executable, "-c", RACE_CHILD], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"other_thread": "pandas"}
