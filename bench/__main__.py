@@ -15,14 +15,14 @@ import bench
 
 # name -> (the arguments of the reported figure, what it measures). Session 4 (issue 12).
 RECIPES: dict[str, tuple[list[str], str]] = {
-    "ingest": (["--sizes", "400000,10000000", "--pairs", "2"],
+    "ingest": (["--sizes", "400000,10000000", "--pairs", "3"],
                "regional and national ingest beside bare DuckDB (read_csv + row hash + Parquet): ratio, peak RSS;"
                " drops cached in $MVG_BENCH_CACHE (the 10 M drop is 4.2 GB: keep it outside the repo)"),
     "ingest_steps": (["--rounds", "3"],
                      "a regional ingest's CPU step by step (imports, scan, read, normalise, write, contract)"
                      " beside the whole ingest and bare DuckDB, and the floor those steps set"),
-    "plan": ([], "draft_booking_plan at 400 k beside a bare DuckDB hash diff"),
-    "sync_latency": (["--minutes", "14"],
+    "plan": (["--rounds", "5"], "draft_booking_plan at 400 k beside a bare DuckDB hash diff"),
+    "sync_latency": (["--minutes", "12"],
                      "drop every minute, ~1,000 changes, booking_sync as in prefect.yaml: p50/p95/max to accepted"),
     "sync_cycle": ([], "one cycle after the initial load, per step, then the real flow"),
     "initial_load": ([], "initial load of 400 k bookings into the rate-limited sandbox (cache for the others)"),

@@ -86,21 +86,26 @@ def drop_date(drop: Path):
     return date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
 
 
+def paged(read, page: int = 200) -> list:
+    """Every object `read(limit=, offset=)` returns, page by page (the server caps a page)."""
+    found, offset = [], 0
+    while True:
+        batch = read(limit=page, offset=offset)
+        found += batch
+        if len(batch) < page:
+            return found
+        offset += page
+
+
 def prefect_texts() -> list[str]:
     """Every log message, artifact and flow-run parameter/name on the Prefect server."""
     from prefect.client.orchestration import get_client
 
-    texts: list[str] = []
     with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            logs = client.read_logs(limit=200, offset=offset)
-            texts += [log.message for log in logs]
-            if len(logs) < 200:
-                break
-            offset += 200
-        texts += [f"{a.key} {a.data} {a.description}" for a in client.read_artifacts(limit=200)]
-        texts += [f"{r.name} {r.parameters} {r.state_name} {r.state and r.state.message}" for r in client.read_flow_runs(limit=200)]
+        texts = [log.message for log in paged(client.read_logs)]
+        texts += [f"{a.key} {a.data} {a.description}" for a in paged(client.read_artifacts)]
+        texts += [f"{r.name} {r.parameters} {r.state_name} {r.state and r.state.message}"
+                  for r in paged(client.read_flow_runs)]
     return texts
 
 
