@@ -53,7 +53,20 @@ def _env(world) -> dict[str, str]:
 
 
 def _serve(world, name: str, module: str = "flows.booking_sync", flow: str = "booking_sync") -> subprocess.Popen:
-    """Serve the flow as deployment `name` from the checkout, in its own process group."""
+    """Serve the flow as deployment `name` from the checkout, in its own process group.
+
+    A deployment of that name left on the session's server (by test_deploy's `prefect.yaml`,
+    with its pull steps, or by an earlier test) is deleted first: `_start_run` would otherwise
+    find it before this process registers its own, and start a run the old one's way.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.delete_deployment(client.read_deployment_by_name(f"booking_sync/{name}").id)
+        except ObjectNotFound:
+            pass
     log = (world.root / f"serve-{name}.log").open("w")
     return subprocess.Popen(
         [sys.executable, "-c", SERVE.format(module=module, flow=flow), name], cwd=REPO, env=_env(world),
